@@ -1,0 +1,44 @@
+//! `/activities`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use flow_store::Activity;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::Caller,
+    error::{ApiResult, ErrorBody},
+    extract::{ApiJson, ApiQuery},
+    services::{
+        activities::{self, CreateActivity, ListActivities},
+        Page,
+    },
+    state::AppState,
+};
+
+/// The activity routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_activity, list_activities))
+}
+
+/// Log an activity on a lead, contact or deal of the tenant.
+#[utoipa::path(post, path = "/activities", tag = "activities", request_body = CreateActivity,
+    responses((status = 201, body = Activity), (status = "4XX", body = ErrorBody)))]
+async fn create_activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<CreateActivity>,
+) -> ApiResult<(StatusCode, Json<Activity>)> {
+    let activity = activities::create(&*state.store, &caller, input).await?;
+    Ok((StatusCode::CREATED, Json(activity)))
+}
+
+/// List activities, newest first, optionally for one entity and of one type.
+#[utoipa::path(get, path = "/activities", tag = "activities", params(ListActivities),
+    responses((status = 200, body = Page<Activity>), (status = "4XX", body = ErrorBody)))]
+async fn list_activities(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListActivities>,
+) -> ApiResult<Json<Page<Activity>>> {
+    Ok(Json(activities::list(&*state.store, &caller, query).await?))
+}

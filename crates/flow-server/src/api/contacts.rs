@@ -1,0 +1,105 @@
+//! `/contacts`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use flow_store::{Contact, ContactId};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::Caller,
+    error::{ApiResult, ErrorBody},
+    extract::{ApiJson, ApiPath, ApiQuery},
+    services::{
+        contacts::{self, ContactInput, ListContacts, MergeContacts, MergeResult, UpdateContact},
+        Page,
+    },
+    state::AppState,
+};
+
+/// The contact routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_contact, list_contacts))
+        .routes(routes!(get_contact, update_contact))
+        .routes(routes!(sync_contact))
+        .routes(routes!(merge_contacts))
+}
+
+/// Create a contact; 409 `contact_email_exists` if the email is taken.
+#[utoipa::path(post, path = "/contacts", tag = "contacts", request_body = ContactInput,
+    responses((status = 201, body = Contact), (status = "4XX", body = ErrorBody)))]
+async fn create_contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<ContactInput>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
+    let contact = contacts::create(&*state.store, &caller, input).await?;
+    Ok((StatusCode::CREATED, Json(contact)))
+}
+
+/// List contacts, newest first; `email` finds one by exact (normalised) email.
+#[utoipa::path(get, path = "/contacts", tag = "contacts", params(ListContacts),
+    responses((status = 200, body = Page<Contact>), (status = "4XX", body = ErrorBody)))]
+async fn list_contacts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListContacts>,
+) -> ApiResult<Json<Page<Contact>>> {
+    Ok(Json(contacts::list(&*state.store, &caller, query).await?))
+}
+
+/// Get one contact.
+#[utoipa::path(get, path = "/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)),
+    responses((status = 200, body = Contact), (status = "4XX", body = ErrorBody)))]
+async fn get_contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ContactId>,
+) -> ApiResult<Json<Contact>> {
+    Ok(Json(contacts::get(&*state.store, &caller, id).await?))
+}
+
+/// Change a contact's details; `null` clears a field.
+#[utoipa::path(patch, path = "/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), request_body = UpdateContact,
+    responses((status = 200, body = Contact), (status = "4XX", body = ErrorBody)))]
+async fn update_contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ContactId>,
+    ApiJson(patch): ApiJson<UpdateContact>,
+) -> ApiResult<Json<Contact>> {
+    Ok(Json(
+        contacts::update(&*state.store, &caller, id, patch).await?,
+    ))
+}
+
+/// Upsert a contact by email: 201 when created, 200 when an existing one was updated.
+#[utoipa::path(post, path = "/contacts/sync", tag = "contacts", request_body = ContactInput,
+    responses((status = 200, body = Contact), (status = 201, body = Contact), (status = "4XX", body = ErrorBody)))]
+async fn sync_contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<ContactInput>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
+    let (contact, created) = contacts::sync(&*state.store, &caller, input).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(contact)))
+}
+
+/// Fold another contact into this one: its leads, activities and deals move over and
+/// it is deleted. Emits CONTACT_MERGED.
+#[utoipa::path(post, path = "/contacts/{id}/merge", tag = "contacts", params(("id" = ContactId, Path)), request_body = MergeContacts,
+    responses((status = 200, body = MergeResult), (status = "4XX", body = ErrorBody)))]
+async fn merge_contacts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ContactId>,
+    ApiJson(input): ApiJson<MergeContacts>,
+) -> ApiResult<Json<MergeResult>> {
+    Ok(Json(
+        contacts::merge(&*state.store, &caller, id, input).await?,
+    ))
+}

@@ -1,0 +1,114 @@
+//! `/leads`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use flow_store::{Lead, LeadId};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::Caller,
+    error::{ApiResult, ErrorBody},
+    extract::{ApiJson, ApiPath, ApiQuery},
+    services::{
+        leads::{self, AssignLead, ChangeStatus, CreateLead, ListLeads, UpdateLead},
+        Page,
+    },
+    state::AppState,
+};
+
+/// The lead routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_lead, list_leads))
+        .routes(routes!(get_lead, update_lead, delete_lead))
+        .routes(routes!(change_status))
+        .routes(routes!(assign_lead))
+}
+
+/// Create a lead; finds or creates its contact by email and logs a LEAD_CREATED activity.
+#[utoipa::path(post, path = "/leads", tag = "leads", request_body = CreateLead,
+    responses((status = 201, body = Lead), (status = "4XX", body = ErrorBody)))]
+async fn create_lead(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<CreateLead>,
+) -> ApiResult<(StatusCode, Json<Lead>)> {
+    let lead = leads::create(&*state.store, &caller, input).await?;
+    Ok((StatusCode::CREATED, Json(lead)))
+}
+
+/// List leads, newest first, with filters and keyset pagination.
+#[utoipa::path(get, path = "/leads", tag = "leads", params(ListLeads),
+    responses((status = 200, body = Page<Lead>), (status = "4XX", body = ErrorBody)))]
+async fn list_leads(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListLeads>,
+) -> ApiResult<Json<Page<Lead>>> {
+    Ok(Json(leads::list(&*state.store, &caller, query).await?))
+}
+
+/// Get one lead.
+#[utoipa::path(get, path = "/leads/{id}", tag = "leads", params(("id" = LeadId, Path)),
+    responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
+async fn get_lead(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LeadId>,
+) -> ApiResult<Json<Lead>> {
+    Ok(Json(leads::get(&*state.store, &caller, id).await?))
+}
+
+/// Change a lead's details; `null` clears a field. The status has its own route.
+#[utoipa::path(patch, path = "/leads/{id}", tag = "leads", params(("id" = LeadId, Path)), request_body = UpdateLead,
+    responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
+async fn update_lead(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LeadId>,
+    ApiJson(patch): ApiJson<UpdateLead>,
+) -> ApiResult<Json<Lead>> {
+    Ok(Json(
+        leads::update(&*state.store, &caller, id, patch).await?,
+    ))
+}
+
+/// Delete a lead.
+#[utoipa::path(delete, path = "/leads/{id}", tag = "leads", params(("id" = LeadId, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorBody)))]
+async fn delete_lead(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LeadId>,
+) -> ApiResult<StatusCode> {
+    leads::delete(&*state.store, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Move a lead through NEW -> CONTACTED -> QUALIFIED -> CONVERTED, or to LOST.
+/// Any other transition is 409 `invalid_status_transition`.
+#[utoipa::path(patch, path = "/leads/{id}/status", tag = "leads", params(("id" = LeadId, Path)), request_body = ChangeStatus,
+    responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
+async fn change_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LeadId>,
+    ApiJson(input): ApiJson<ChangeStatus>,
+) -> ApiResult<Json<Lead>> {
+    Ok(Json(
+        leads::change_status(&*state.store, &caller, id, input).await?,
+    ))
+}
+
+/// Assign a lead to someone, or unassign it with `null`.
+#[utoipa::path(post, path = "/leads/{id}/assign", tag = "leads", params(("id" = LeadId, Path)), request_body = AssignLead,
+    responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
+async fn assign_lead(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LeadId>,
+    ApiJson(input): ApiJson<AssignLead>,
+) -> ApiResult<Json<Lead>> {
+    Ok(Json(
+        leads::assign(&*state.store, &caller, id, input).await?,
+    ))
+}

@@ -1,0 +1,110 @@
+//! `/events/log` and `/audit`: the tenant's event log and audit trail.
+
+use axum::{extract::State, Json};
+use flow_store::{AuditEntry, AuditFilter, AuditId, LoggedEvent};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::Caller,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::ApiQuery,
+    services::{decode_cursor, read, Page},
+    state::AppState,
+    validate,
+};
+
+/// The log routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(event_log))
+        .routes(routes!(audit_trail))
+}
+
+/// Query of `GET /events/log`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventLogQuery {
+    /// Return events with a sequence number above this (default 0: from the start).
+    pub since: Option<i64>,
+    /// At most this many events, 1-1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A slice of the event log.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventLogPage {
+    pub data: Vec<LoggedEvent>,
+    /// The tenant's latest sequence number when this page was read.
+    pub last_seq: i64,
+}
+
+/// Read the tenant's event log in order, from `since` on.
+#[utoipa::path(get, path = "/events/log", tag = "events", params(EventLogQuery),
+    responses((status = 200, body = EventLogPage), (status = "4XX", body = ErrorBody)))]
+async fn event_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<EventLogQuery>,
+) -> ApiResult<Json<EventLogPage>> {
+    caller.require("read", "events")?;
+    let since = query.since.unwrap_or(0);
+    if since < 0 {
+        return Err(ApiError::bad_request(
+            "invalid_since",
+            "since must not be negative",
+        ));
+    }
+    let limit = match query.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and 1000, got {n}"),
+            ))
+        }
+    };
+    let mut tx = read(&*state.store, &caller).await?;
+    let data = tx.list_events(since, limit).await?;
+    let last_seq = tx.last_event_seq().await?;
+    Ok(Json(EventLogPage { data, last_seq }))
+}
+
+/// Query of `GET /audit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only entries about this entity.
+    pub entity_id: Option<String>,
+    /// Page size, 1-100 (default 20).
+    pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Read the tenant's audit trail, newest first.
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Page<AuditEntry>), (status = "4XX", body = ErrorBody)))]
+async fn audit_trail(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Page<AuditEntry>>> {
+    caller.require("read", "audit")?;
+    let limit = validate::limit(query.limit)?;
+    let filter = AuditFilter {
+        entity_id: query.entity_id,
+        before: decode_cursor(query.cursor.as_deref())?.map(AuditId),
+        limit: limit + 1,
+    };
+    let rows = read(&*state.store, &caller)
+        .await?
+        .list_audit(&filter)
+        .await?;
+    Ok(Json(Page::from_rows(rows, limit, |e| e.id.0)))
+}

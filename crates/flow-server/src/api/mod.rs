@@ -1,0 +1,148 @@
+//! The HTTP surface: each resource module exposes `router()`, this one only merges them
+//! and adds the cross-cutting layers.
+
+mod activities;
+mod contacts;
+mod deals;
+mod leads;
+mod logs;
+mod ops;
+
+use std::time::Duration;
+
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
+    middleware, Router,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    Modify, OpenApi,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{auth, error, error::ApiError, metrics, state::AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Flow API", description = "Multi-tenant integration platform. Every tenant route is also served under /api/v1."),
+    modifiers(&ApiKeyScheme),
+    security(("tenant_key" = [])),
+    tags(
+        (name = "leads"), (name = "contacts"), (name = "activities"), (name = "deals"),
+        (name = "events"), (name = "audit"), (name = "operations"),
+    )
+)]
+struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "tenant_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-tenant-key"))),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    build_routers().2
+}
+
+fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (tenant_api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(leads::router())
+        .merge(contacts::router())
+        .merge(activities::router())
+        .merge(deals::router())
+        .merge(logs::router())
+        .split_for_parts();
+    let (ops, ops_doc) = ops::router().split_for_parts();
+    doc.merge(ops_doc);
+    (tenant_api, ops, doc)
+}
+
+/// The whole application: tenant API (at `/` and `/api/v1`), operations and docs.
+pub fn router(state: AppState) -> Router {
+    let (tenant_api, ops, doc) = build_routers();
+    let tenant_api = tenant_api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
+    let config = state.config.clone();
+    let x_request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(tenant_api.clone())
+        .nest("/api/v1", tenant_api)
+        .merge(ops)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(cors(&config.cors_allowed_origins))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(error::render_errors))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("x-tenant-key"),
+            HeaderName::from_static("x-tenant-id"),
+            HeaderName::from_static("x-source-app"),
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("authorization"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("retry-after"),
+        ])
+        .max_age(Duration::from_secs(600))
+}

@@ -1,0 +1,331 @@
+//! API keys, permissions and the request's tenant context.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    http::{request::Parts, HeaderMap, HeaderValue},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use flow_store::{Actor, ApiKeyId, TenantId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{error::ApiError, ratelimit::RateDecision, state::AppState};
+
+/// The app name assumed when a request carries no `x-source-app`.
+pub const DEFAULT_SOURCE_APP: &str = "api";
+
+/// A freshly generated API key: the secret (shown once) and what is stored of it.
+pub struct GeneratedKey {
+    pub secret: String,
+    pub prefix: String,
+    pub hash: [u8; 32],
+}
+
+/// Makes a new high-entropy key (256 random bits).
+pub fn generate_key() -> GeneratedKey {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("flow_sk_{}", hex::encode(bytes));
+    GeneratedKey {
+        prefix: key_prefix(&secret),
+        hash: hash_key(&secret),
+        secret,
+    }
+}
+
+/// What is stored to recognise a key in a list without revealing it.
+pub fn key_prefix(secret: &str) -> String {
+    secret.chars().take(12).collect()
+}
+
+/// Keys carry 256 bits of entropy, so a fast hash is enough: nothing to brute-force.
+pub fn hash_key(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A set of `operation:resource` grants (`read:leads`, `read:*`, `*`).
+#[derive(Clone, Debug)]
+pub struct Permissions(Vec<String>);
+
+impl Permissions {
+    /// Wraps stored grants.
+    pub fn new(grants: Vec<String>) -> Self {
+        Self(grants)
+    }
+
+    /// The spec's `checkPermission`: exact grant, operation wildcard, or `*`.
+    pub fn allows(&self, operation: &str, resource: &str) -> bool {
+        self.0.iter().any(|grant| {
+            grant == "*"
+                || grant
+                    .split_once(':')
+                    .is_some_and(|(op, res)| op == operation && (res == "*" || res == resource))
+        })
+    }
+
+    /// The grants, as stored.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// Checks that a grant is well-formed: `*` or `operation:resource` of lowercase words.
+pub fn valid_grant(grant: &str) -> bool {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 32
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-')
+    };
+    grant == "*"
+        || grant
+            .split_once(':')
+            .is_some_and(|(op, res)| word(op) && (res == "*" || word(res)))
+}
+
+/// Who is calling, for which tenant, from which app: set by [`authenticate`].
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub tenant_id: TenantId,
+    /// The audit trail's "who": an API key, a user, or Flow itself.
+    pub actor: Actor,
+    pub permissions: Permissions,
+    pub source_app: String,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// 403 unless the caller holds `operation:resource`.
+    pub fn require(&self, operation: &str, resource: &str) -> Result<(), ApiError> {
+        if self.permissions.allows(operation, resource) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "permission_denied",
+                format!("this key lacks the permission {operation}:{resource}"),
+            ))
+        }
+    }
+
+    /// Flow acting on its own behalf in a tenant (provisioning, background work).
+    pub fn system(tenant_id: TenantId) -> Self {
+        Self {
+            tenant_id,
+            actor: Actor {
+                kind: "system".into(),
+                id: "flow".into(),
+            },
+            permissions: Permissions::new(vec!["*".into()]),
+            source_app: "flow".into(),
+            request_id: None,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Caller>>()
+            .map(|c| (**c).clone())
+            .ok_or_else(|| {
+                ApiError::internal("Caller extracted on a route without the authenticate layer")
+            })
+    }
+}
+
+/// Authenticates the request's API key, checks app and tenant headers, applies the
+/// key's rate limit and makes a [`Caller`] available to handlers.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match resolve_caller(&state, request.headers()).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let decision = state.rate_limiter.check(caller.key_id, caller.rate_limit);
+    if !decision.allowed {
+        let mut response = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "rate limit of {} requests per minute exceeded",
+                decision.limit
+            ),
+        )
+        .into_response();
+        set_rate_headers(response.headers_mut(), &decision);
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(decision.reset_secs.max(1)),
+        );
+        return response;
+    }
+    request.extensions_mut().insert(Arc::new(caller.caller));
+    let mut response = next.run(request).await;
+    set_rate_headers(response.headers_mut(), &decision);
+    response
+}
+
+fn set_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+}
+
+/// A caller plus the key and rate limit that apply to it.
+pub struct ResolvedCaller {
+    pub caller: Caller,
+    pub key_id: ApiKeyId,
+    pub rate_limit: u32,
+}
+
+/// Resolves the `x-tenant-key`, `x-source-app` and `x-tenant-id` headers into a caller.
+pub async fn resolve_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<ResolvedCaller, ApiError> {
+    let secret = headers
+        .get("x-tenant-key")
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing_api_key", "send an API key in x-tenant-key")
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid_api_key", "API key is not valid"))?;
+    let hash = hash_key(secret);
+    let found = state
+        .store
+        .find_api_key(&hash)
+        .await?
+        // The lookup is by hash, so timing reveals nothing about the secret; compare in
+        // constant time anyway so no future lookup path can leak a prefix match.
+        .filter(|found| bool::from(found.key_hash.ct_eq(&hash)))
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "API key is not valid"))?;
+    if !found.key.active {
+        return Err(ApiError::unauthorized(
+            "inactive_api_key",
+            "API key has been revoked",
+        ));
+    }
+    if !found.tenant_active {
+        return Err(ApiError::unauthorized(
+            "inactive_tenant",
+            "tenant is not active",
+        ));
+    }
+    let source_app = match headers.get("x-source-app") {
+        None => DEFAULT_SOURCE_APP.to_owned(),
+        Some(value) => {
+            let app = value.to_str().unwrap_or_default();
+            if !valid_app_name(app) {
+                return Err(ApiError::bad_request(
+                    "invalid_source_app",
+                    "x-source-app must be 1-64 characters of a-z, 0-9 and -",
+                ));
+            }
+            app.to_owned()
+        }
+    };
+    let apps = &found.key.allowed_apps;
+    if !apps
+        .iter()
+        .any(|allowed| allowed == "*" || *allowed == source_app)
+    {
+        return Err(ApiError::forbidden(
+            "app_not_allowed",
+            format!("this key may not be used by the app '{source_app}'"),
+        ));
+    }
+    if let Some(claimed) = headers.get("x-tenant-id") {
+        let matches = claimed
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<TenantId>().ok())
+            .is_some_and(|id| id == found.key.tenant_id);
+        if !matches {
+            return Err(ApiError::forbidden(
+                "tenant_mismatch",
+                "x-tenant-id does not match the API key's tenant",
+            ));
+        }
+    }
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(ResolvedCaller {
+        rate_limit: found.key.rate_limit_per_minute,
+        key_id: found.key.id,
+        caller: Caller {
+            tenant_id: found.key.tenant_id,
+            actor: Actor {
+                kind: "api_key".into(),
+                id: found.key.id.to_string(),
+            },
+            permissions: Permissions::new(found.key.permissions),
+            source_app,
+            request_id,
+        },
+    })
+}
+
+/// App names are short lowercase slugs such as `flow-web` or `voice-agent`.
+pub fn valid_app_name(app: &str) -> bool {
+    (1..=64).contains(&app.len())
+        && app
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_matching_follows_the_spec() {
+        let p = Permissions::new(vec!["read:leads".into(), "write:*".into()]);
+        assert!(p.allows("read", "leads"));
+        assert!(!p.allows("read", "contacts"));
+        assert!(p.allows("write", "contacts"));
+        assert!(!p.allows("execute", "voice"));
+        assert!(Permissions::new(vec!["*".into()]).allows("execute", "voice"));
+        assert!(!Permissions::new(vec![]).allows("read", "leads"));
+        assert!(!Permissions::new(vec!["read:leadsx".into()]).allows("read", "leads"));
+    }
+
+    #[test]
+    fn grants_are_validated() {
+        for ok in ["*", "read:leads", "read:*", "execute:voice", "sync:emails"] {
+            assert!(valid_grant(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "read",
+            "read:",
+            ":leads",
+            "READ:leads",
+            "read:leads:x",
+            "r d:x",
+        ] {
+            assert!(!valid_grant(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_keys_are_unique_and_hash_to_what_is_stored() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_ne!(a.secret, b.secret);
+        assert_eq!(a.secret.len(), "flow_sk_".len() + 64);
+        assert_eq!(hash_key(&a.secret), a.hash);
+        assert!(a.secret.starts_with(&a.prefix));
+    }
+}

@@ -1,0 +1,262 @@
+//! The `flow` command: run the server and administer tenants and keys.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use flow_server::{
+    config::{Config, LogFormat, Overrides},
+    open_store,
+    services::tenants::{self, KeySpec},
+    shutdown_signal, telemetry, Server,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "flow",
+    version,
+    about = "Flow: the multi-tenant integration platform"
+)]
+struct Cli {
+    /// A TOML file with settings (see config.default.toml).
+    #[arg(long, global = true, env = "FLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded database and other files [default: ./data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL; without it Flow uses <data-dir>/flow.db.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Log line format [default: text].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Port to listen on [default: 4000].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Create two demo tenants with the keys demo-key and demo-key-b if absent.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its first API key (shown only once).
+    Create {
+        name: String,
+        /// URL-safe short name [default: derived from the name].
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key and print it (shown only once).
+    Create {
+        /// Tenant slug or id.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "api")]
+        name: String,
+        /// Comma-separated grants such as read:leads,write:leads or *.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        permissions: Vec<String>,
+        /// Comma-separated apps allowed in x-source-app, or *.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        apps: Vec<String>,
+        /// Requests per minute [default: the configured default].
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// List a tenant's keys (never the secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key: requests with it get 401 from then on.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        /// The key's id, as printed by `flow key list`.
+        id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (port, host) = match &cli.command {
+        Command::Serve(args) => (args.port, args.host),
+        _ => (None, None),
+    };
+    let config = Config::load(
+        cli.config.as_deref(),
+        Overrides {
+            host,
+            port,
+            data_dir: cli.data_dir,
+            database_url: cli.database_url,
+            log_format: cli.log_format,
+        },
+    )?;
+    telemetry::init(config.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(config, args.demo).await,
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!("database is up to date: {}", config.database_url());
+            Ok(())
+        }
+        Command::Tenant(command) => tenant(config, command).await,
+        Command::Key(command) => key(config, command).await,
+    }
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting flow");
+    let store = open_store(&config).await?;
+    let demo_keys = if demo {
+        tenants::ensure_demo(&*store, config.default_rate_limit_per_minute)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating demo tenants: {}", e.message))?
+    } else {
+        Vec::new()
+    };
+    let server = Server::bind(store, config).await?;
+    let url = format!("http://{}", server.local_addr());
+    println!("Flow is listening on {url}");
+    println!("  API docs:  {url}/docs");
+    for (tenant, key) in &demo_keys {
+        println!(
+            "  Demo tenant {:?} ({}): x-tenant-key: {key}",
+            tenant.name, tenant.id
+        );
+    }
+    if let Some((_, key)) = demo_keys.first() {
+        println!("  Try:       curl -H 'x-tenant-key: {key}' {url}/leads");
+    }
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        trigger.cancel();
+    });
+    server.run(shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    match command {
+        TenantCommand::Create { name, slug } => {
+            let (tenant, key) = tenants::create_tenant(
+                &*store,
+                &name,
+                slug.as_deref(),
+                config.default_rate_limit_per_minute,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("tenant:  {} ({})", tenant.slug, tenant.id);
+            println!("api key: {}", key.secret);
+            println!("Store the key now: it is not shown again.");
+        }
+        TenantCommand::List => {
+            for tenant in store.list_tenants().await? {
+                let state = if tenant.active { "active" } else { "inactive" };
+                println!("{}\t{}\t{}\t{state}", tenant.id, tenant.slug, tenant.name);
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn key(config: Config, command: KeyCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let find = |slug: String| {
+        let store = store.clone();
+        async move {
+            tenants::find_tenant(&*store, &slug)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {slug:?}: {}", e.message))
+        }
+    };
+    match command {
+        KeyCommand::Create {
+            tenant,
+            name,
+            permissions,
+            apps,
+            rate_limit,
+        } => {
+            let tenant = find(tenant).await?;
+            let spec = KeySpec {
+                name,
+                permissions,
+                allowed_apps: apps,
+                rate_limit_per_minute: rate_limit.unwrap_or(config.default_rate_limit_per_minute),
+            };
+            let created = tenants::create_key(&*store, &tenant, &spec, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("key id:  {}", created.key.id);
+            println!("api key: {}", created.secret);
+            println!("Store the key now: it is not shown again.");
+        }
+        KeyCommand::List { tenant } => {
+            let tenant = find(tenant).await?;
+            let mut tx = store.read(tenant.id).await?;
+            for key in tx.list_api_keys().await? {
+                let state = if key.active { "active" } else { "revoked" };
+                println!(
+                    "{}\t{}\t{}…\t{}\tapps={}\t{}/min\t{state}",
+                    key.id,
+                    key.name,
+                    key.prefix,
+                    key.permissions.join(","),
+                    key.allowed_apps.join(","),
+                    key.rate_limit_per_minute
+                );
+            }
+        }
+        KeyCommand::Revoke { tenant, id } => {
+            let tenant = find(tenant).await?;
+            let id = id.parse().context("key id must be a UUID")?;
+            tenants::revoke_key(&*store, &tenant, id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("revoked {id}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! Leads: creation with the lead-to-contact flow, the status machine, assignment.
+
+use chrono::{DateTime, Utc};
+use flow_store::{
+    Activity, ActivityId, Contact, ContactId, EntityType, EventType, Lead, LeadFilter, LeadId,
+    LeadStatus, NewEvent, Store,
+};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{decode_cursor, now, read, snapshot, Page, Record, Work};
+use crate::{
+    auth::Caller,
+    error::{ApiError, ApiResult},
+    validate,
+};
+
+/// Body of `POST /leads`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateLead {
+    pub first_name: String,
+    pub last_name: Option<String>,
+    /// Used to find or create the lead's contact.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    /// Where the lead came from, e.g. `website`; defaults to the calling app.
+    pub source: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// Body of `PATCH /leads/{id}`: only the fields present change; `null` clears a field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateLead {
+    pub first_name: Option<String>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub last_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub company: Option<Option<String>>,
+    pub source: Option<String>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+/// Body of `PATCH /leads/{id}/status`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeStatus {
+    pub status: LeadStatus,
+    /// Why, e.g. for a lost lead; kept in the activity and event.
+    pub reason: Option<String>,
+}
+
+/// Body of `POST /leads/{id}/assign`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssignLead {
+    /// Who owns the lead from now on (a user's email or name); `null` unassigns.
+    pub assignee: Option<String>,
+}
+
+/// Query of `GET /leads`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListLeads {
+    pub status: Option<LeadStatus>,
+    pub source: Option<String>,
+    /// Free text matched against names, email, company and phone.
+    pub q: Option<String>,
+    /// Only leads created after this instant (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Page size, 1-100 (default 20).
+    pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Creates a lead, finds or creates its contact by email, and logs a LEAD_CREATED activity.
+pub async fn create(store: &dyn Store, caller: &Caller, input: CreateLead) -> ApiResult<Lead> {
+    caller.require("write", "leads")?;
+    let at = now();
+    let mut lead = Lead {
+        id: LeadId::new(),
+        tenant_id: caller.tenant_id,
+        contact_id: None,
+        first_name: validate::name("firstName", &input.first_name, 100)?,
+        last_name: validate::opt_name("lastName", input.last_name.as_deref(), 100)?,
+        email: validate::opt_email(input.email.as_deref())?,
+        phone: validate::opt_phone(input.phone.as_deref())?,
+        company: validate::opt_name("company", input.company.as_deref(), 200)?,
+        source: match input.source.as_deref() {
+            Some(source) => validate::slug("source", source)?,
+            None => caller.source_app.clone(),
+        },
+        status: LeadStatus::New,
+        notes: validate::text("notes", input.notes.as_deref(), 10_000)?,
+        assigned_to: None,
+        created_at: at,
+        updated_at: at,
+    };
+
+    let mut work = Work::begin(store, caller).await?;
+    let existing = match &lead.email {
+        Some(email) => work.tx().find_contact_by_email(email).await?,
+        None => None,
+    };
+    let contact = match existing {
+        Some(contact) => contact,
+        None => {
+            let contact = Contact {
+                id: ContactId::new(),
+                tenant_id: caller.tenant_id,
+                first_name: Some(lead.first_name.clone()),
+                last_name: lead.last_name.clone(),
+                email: lead.email.clone(),
+                phone: lead.phone.clone(),
+                company: lead.company.clone(),
+                source: Some("lead".into()),
+                consent: false,
+                created_at: at,
+                updated_at: at,
+            };
+            work.tx().insert_contact(&contact).await?;
+            work.record(Record {
+                action: "contact.create",
+                entity_type: "contact",
+                entity_id: contact.id.to_string(),
+                before: None,
+                after: snapshot(&contact),
+                event: Some(NewEvent::new(
+                    EventType::ContactCreated,
+                    &caller.source_app,
+                    json!({ "contact": contact, "leadId": lead.id }),
+                )),
+            })
+            .await?;
+            contact
+        }
+    };
+    lead.contact_id = Some(contact.id);
+    work.tx().insert_lead(&lead).await?;
+    work.tx()
+        .insert_activity(&Activity {
+            id: ActivityId::new(),
+            tenant_id: caller.tenant_id,
+            activity_type: "LEAD_CREATED".into(),
+            entity_type: EntityType::Lead,
+            entity_id: lead.id.0,
+            description: Some(format!("Lead created from {}", lead.source)),
+            data: json!({ "contactId": contact.id, "source": lead.source }),
+            created_at: at,
+        })
+        .await?;
+    work.record(Record {
+        action: "lead.create",
+        entity_type: "lead",
+        entity_id: lead.id.to_string(),
+        before: None,
+        after: snapshot(&lead),
+        event: Some(NewEvent::new(
+            EventType::LeadCreated,
+            &caller.source_app,
+            json!({ "lead": lead }),
+        )),
+    })
+    .await?;
+    work.commit().await?;
+    Ok(lead)
+}
+
+/// One lead of the caller's tenant.
+pub async fn get(store: &dyn Store, caller: &Caller, id: LeadId) -> ApiResult<Lead> {
+    caller.require("read", "leads")?;
+    read(store, caller)
+        .await?
+        .get_lead(id)
+        .await
+        .map_err(|e| ApiError::from_store("lead", e))
+}
+
+/// A page of leads, newest first.
+pub async fn list(store: &dyn Store, caller: &Caller, query: ListLeads) -> ApiResult<Page<Lead>> {
+    caller.require("read", "leads")?;
+    let limit = validate::limit(query.limit)?;
+    let filter = LeadFilter {
+        status: query.status,
+        source: query
+            .source
+            .as_deref()
+            .map(|s| validate::slug("source", s))
+            .transpose()?,
+        text: query
+            .q
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty()),
+        created_after: query.created_after,
+        before: decode_cursor(query.cursor.as_deref())?.map(LeadId),
+        limit: limit + 1,
+    };
+    let rows = read(store, caller).await?.list_leads(&filter).await?;
+    Ok(Page::from_rows(rows, limit, |lead| lead.id.0))
+}
+
+/// Changes a lead's details (not its status, which has its own rules).
+pub async fn update(
+    store: &dyn Store,
+    caller: &Caller,
+    id: LeadId,
+    patch: UpdateLead,
+) -> ApiResult<Lead> {
+    caller.require("write", "leads")?;
+    let mut work = Work::begin(store, caller).await?;
+    let before = work
+        .tx()
+        .lock_lead(id)
+        .await
+        .map_err(|e| ApiError::from_store("lead", e))?;
+    let mut lead = before.clone();
+    if let Some(first_name) = &patch.first_name {
+        lead.first_name = validate::name("firstName", first_name, 100)?;
+    }
+    if let Some(last_name) = &patch.last_name {
+        lead.last_name = validate::opt_name("lastName", last_name.as_deref(), 100)?;
+    }
+    if let Some(email) = &patch.email {
+        lead.email = validate::opt_email(email.as_deref())?;
+    }
+    if let Some(phone) = &patch.phone {
+        lead.phone = validate::opt_phone(phone.as_deref())?;
+    }
+    if let Some(company) = &patch.company {
+        lead.company = validate::opt_name("company", company.as_deref(), 200)?;
+    }
+    if let Some(source) = &patch.source {
+        lead.source = validate::slug("source", source)?;
+    }
+    if let Some(notes) = &patch.notes {
+        lead.notes = validate::text("notes", notes.as_deref(), 10_000)?;
+    }
+    let changed = changed_fields(&before, &lead);
+    if changed.is_empty() {
+        return Ok(before);
+    }
+    lead.updated_at = now();
+    work.tx().update_lead(&lead).await?;
+    work.record(Record {
+        action: "lead.update",
+        entity_type: "lead",
+        entity_id: lead.id.to_string(),
+        before: snapshot(&before),
+        after: snapshot(&lead),
+        event: Some(NewEvent::new(
+            EventType::LeadUpdated,
+            &caller.source_app,
+            json!({ "lead": lead, "changed": changed }),
+        )),
+    })
+    .await?;
+    work.commit().await?;
+    Ok(lead)
+}
+
+fn changed_fields(before: &Lead, after: &Lead) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("firstName", before.first_name != after.first_name);
+    check("lastName", before.last_name != after.last_name);
+    check("email", before.email != after.email);
+    check("phone", before.phone != after.phone);
+    check("company", before.company != after.company);
+    check("source", before.source != after.source);
+    check("notes", before.notes != after.notes);
+    changed
+}
+
+/// Moves a lead through NEW -> CONTACTED -> QUALIFIED -> CONVERTED, or to LOST.
+pub async fn change_status(
+    store: &dyn Store,
+    caller: &Caller,
+    id: LeadId,
+    input: ChangeStatus,
+) -> ApiResult<Lead> {
+    caller.require("write", "leads")?;
+    let reason = validate::text("reason", input.reason.as_deref(), 1_000)?;
+    let mut work = Work::begin(store, caller).await?;
+    let before = work
+        .tx()
+        .lock_lead(id)
+        .await
+        .map_err(|e| ApiError::from_store("lead", e))?;
+    if before.status == input.status {
+        // Repeating a status change is a no-op, so clients can retry safely.
+        return Ok(before);
+    }
+    if !before.status.can_become(input.status) {
+        let allowed: Vec<&str> = LeadStatus::ALL
+            .into_iter()
+            .filter(|s| before.status.can_become(*s))
+            .map(LeadStatus::as_str)
+            .collect();
+        return Err(ApiError::conflict(
+            "invalid_status_transition",
+            format!(
+                "a {} lead cannot become {}; allowed: {}",
+                before.status.as_str(),
+                input.status.as_str(),
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        ));
+    }
+    let mut lead = before.clone();
+    lead.status = input.status;
+    lead.updated_at = now();
+    work.tx().update_lead(&lead).await?;
+    work.tx()
+        .insert_activity(&Activity {
+            id: ActivityId::new(),
+            tenant_id: caller.tenant_id,
+            activity_type: "STATUS_CHANGED".into(),
+            entity_type: EntityType::Lead,
+            entity_id: lead.id.0,
+            description: Some(format!(
+                "Status changed from {} to {}",
+                before.status.as_str(),
+                lead.status.as_str()
+            )),
+            data: json!({ "from": before.status, "to": lead.status, "reason": reason }),
+            created_at: lead.updated_at,
+        })
+        .await?;
+    work.record(Record {
+        action: "lead.status",
+        entity_type: "lead",
+        entity_id: lead.id.to_string(),
+        before: snapshot(&before),
+        after: snapshot(&lead),
+        event: Some(NewEvent::new(
+            EventType::LeadStatusChanged,
+            &caller.source_app,
+            json!({ "leadId": lead.id, "from": before.status, "to": lead.status, "reason": reason, "lead": lead }),
+        )),
+    })
+    .await?;
+    work.commit().await?;
+    Ok(lead)
+}
+
+/// Gives a lead an owner, or takes it away.
+pub async fn assign(
+    store: &dyn Store,
+    caller: &Caller,
+    id: LeadId,
+    input: AssignLead,
+) -> ApiResult<Lead> {
+    caller.require("write", "leads")?;
+    let assignee = validate::opt_name("assignee", input.assignee.as_deref(), 200)?;
+    let mut work = Work::begin(store, caller).await?;
+    let before = work
+        .tx()
+        .lock_lead(id)
+        .await
+        .map_err(|e| ApiError::from_store("lead", e))?;
+    if before.assigned_to == assignee {
+        return Ok(before);
+    }
+    let mut lead = before.clone();
+    lead.assigned_to = assignee;
+    lead.updated_at = now();
+    work.tx().update_lead(&lead).await?;
+    work.record(Record {
+        action: "lead.assign",
+        entity_type: "lead",
+        entity_id: lead.id.to_string(),
+        before: snapshot(&before),
+        after: snapshot(&lead),
+        event: Some(NewEvent::new(
+            EventType::LeadAssigned,
+            &caller.source_app,
+            json!({ "leadId": lead.id, "assignee": lead.assigned_to, "previous": before.assigned_to }),
+        )),
+    })
+    .await?;
+    work.commit().await?;
+    Ok(lead)
+}
+
+/// Deletes a lead; its history stays in the audit trail.
+pub async fn delete(store: &dyn Store, caller: &Caller, id: LeadId) -> ApiResult<()> {
+    caller.require("write", "leads")?;
+    let mut work = Work::begin(store, caller).await?;
+    let before = work
+        .tx()
+        .lock_lead(id)
+        .await
+        .map_err(|e| ApiError::from_store("lead", e))?;
+    work.tx().delete_lead(id).await?;
+    work.record(Record {
+        action: "lead.delete",
+        entity_type: "lead",
+        entity_id: id.to_string(),
+        before: snapshot(&before),
+        after: None,
+        event: Some(NewEvent::new(
+            EventType::LeadDeleted,
+            &caller.source_app,
+            json!({ "leadId": id }),
+        )),
+    })
+    .await?;
+    work.commit().await?;
+    Ok(())
+}

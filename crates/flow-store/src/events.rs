@@ -1,0 +1,310 @@
+use serde::{Deserialize, Serialize};
+
+/// The spec's cross-application event types, plus the few Flow adds for completeness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    LeadCreated,
+    LeadUpdated,
+    LeadStatusChanged,
+    LeadAssigned,
+    LeadDeleted,
+    ContactCreated,
+    ContactUpdated,
+    ContactMerged,
+    ActivityCreated,
+    ActivityCompleted,
+    MeetingScheduled,
+    VoiceCommandExecuted,
+    VoiceProcessingStarted,
+    VoiceProcessingCompleted,
+    SecurityIncident,
+    ComplianceCheckCompleted,
+    BackupCompleted,
+    DealCreated,
+    DealUpdated,
+    DealWon,
+    DealLost,
+    RevenueMilestone,
+    TenantCreated,
+    UserLoggedIn,
+    SystemMaintenance,
+}
+
+/// Every event type, in declaration order.
+pub const ALL_EVENT_TYPES: &[EventType] = &[
+    EventType::LeadCreated,
+    EventType::LeadUpdated,
+    EventType::LeadStatusChanged,
+    EventType::LeadAssigned,
+    EventType::LeadDeleted,
+    EventType::ContactCreated,
+    EventType::ContactUpdated,
+    EventType::ContactMerged,
+    EventType::ActivityCreated,
+    EventType::ActivityCompleted,
+    EventType::MeetingScheduled,
+    EventType::VoiceCommandExecuted,
+    EventType::VoiceProcessingStarted,
+    EventType::VoiceProcessingCompleted,
+    EventType::SecurityIncident,
+    EventType::ComplianceCheckCompleted,
+    EventType::BackupCompleted,
+    EventType::DealCreated,
+    EventType::DealUpdated,
+    EventType::DealWon,
+    EventType::DealLost,
+    EventType::RevenueMilestone,
+    EventType::TenantCreated,
+    EventType::UserLoggedIn,
+    EventType::SystemMaintenance,
+];
+
+/// How urgent an event is for its consumers (the spec's `priority`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EventPriority {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// One row of the routing table: which app rooms an event type targets and its default priority.
+struct Route {
+    event_type: EventType,
+    target_apps: &'static [&'static str],
+    priority: EventPriority,
+}
+
+/// The spec's `determineTargetRooms`, as data. Types it does not name reach the tenant room only.
+const ROUTES: &[Route] = &[
+    Route {
+        event_type: EventType::LeadCreated,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::LeadUpdated,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::LeadStatusChanged,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::LeadAssigned,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::LeadDeleted,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::ContactCreated,
+        target_apps: &["inbox-ai", "crm-web"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::ContactUpdated,
+        target_apps: &["inbox-ai", "crm-web"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::ContactMerged,
+        target_apps: &["inbox-ai", "crm-web"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::ActivityCreated,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::ActivityCompleted,
+        target_apps: &["crm-web", "flow-web"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::MeetingScheduled,
+        target_apps: &["crm-web", "flow-web", "voice-agent"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::VoiceCommandExecuted,
+        target_apps: &["flow-web", "voice-agent"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::VoiceProcessingStarted,
+        target_apps: &["flow-web", "voice-agent"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::VoiceProcessingCompleted,
+        target_apps: &["flow-web", "voice-agent"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::SecurityIncident,
+        target_apps: &["secure-platform", "business-dashboard"],
+        priority: EventPriority::High,
+    },
+    Route {
+        event_type: EventType::ComplianceCheckCompleted,
+        target_apps: &["secure-platform", "business-dashboard"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::BackupCompleted,
+        target_apps: &["secure-platform", "business-dashboard"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::DealCreated,
+        target_apps: &["crm-web", "business-dashboard"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::DealUpdated,
+        target_apps: &["crm-web", "business-dashboard"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::DealWon,
+        target_apps: &["crm-web", "business-dashboard"],
+        priority: EventPriority::High,
+    },
+    Route {
+        event_type: EventType::DealLost,
+        target_apps: &["crm-web", "business-dashboard"],
+        priority: EventPriority::Medium,
+    },
+    Route {
+        event_type: EventType::RevenueMilestone,
+        target_apps: &["business-dashboard", "flow-web"],
+        priority: EventPriority::High,
+    },
+    Route {
+        event_type: EventType::TenantCreated,
+        target_apps: &[],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::UserLoggedIn,
+        target_apps: &["secure-platform"],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::SystemMaintenance,
+        target_apps: &[],
+        priority: EventPriority::High,
+    },
+];
+
+impl EventType {
+    fn route(self) -> &'static Route {
+        ROUTES
+            .iter()
+            .find(|route| route.event_type == self)
+            .expect("every event type has a route: checked by a unit test")
+    }
+
+    /// The apps whose rooms receive this event type, besides the tenant room.
+    pub fn target_apps(self) -> &'static [&'static str] {
+        self.route().target_apps
+    }
+
+    /// The priority an event of this type carries unless its producer says otherwise.
+    pub fn default_priority(self) -> EventPriority {
+        self.route().priority
+    }
+
+    /// The wire name, e.g. `LEAD_CREATED`.
+    pub fn as_str(self) -> &'static str {
+        NAMES[self as usize]
+    }
+
+    /// Parses a wire name such as `LEAD_CREATED`.
+    pub fn parse(name: &str) -> Option<Self> {
+        ALL_EVENT_TYPES.iter().copied().find(|t| t.as_str() == name)
+    }
+}
+
+const NAMES: &[&str] = &[
+    "LEAD_CREATED",
+    "LEAD_UPDATED",
+    "LEAD_STATUS_CHANGED",
+    "LEAD_ASSIGNED",
+    "LEAD_DELETED",
+    "CONTACT_CREATED",
+    "CONTACT_UPDATED",
+    "CONTACT_MERGED",
+    "ACTIVITY_CREATED",
+    "ACTIVITY_COMPLETED",
+    "MEETING_SCHEDULED",
+    "VOICE_COMMAND_EXECUTED",
+    "VOICE_PROCESSING_STARTED",
+    "VOICE_PROCESSING_COMPLETED",
+    "SECURITY_INCIDENT",
+    "COMPLIANCE_CHECK_COMPLETED",
+    "BACKUP_COMPLETED",
+    "DEAL_CREATED",
+    "DEAL_UPDATED",
+    "DEAL_WON",
+    "DEAL_LOST",
+    "REVENUE_MILESTONE",
+    "TENANT_CREATED",
+    "USER_LOGGED_IN",
+    "SYSTEM_MAINTENANCE",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_has_one_route_and_a_matching_name() {
+        assert_eq!(ALL_EVENT_TYPES.len(), NAMES.len());
+        assert_eq!(ALL_EVENT_TYPES.len(), ROUTES.len());
+        for (i, t) in ALL_EVENT_TYPES.iter().enumerate() {
+            assert_eq!(*t as usize, i);
+            assert_eq!(
+                ROUTES.iter().filter(|r| r.event_type == *t).count(),
+                1,
+                "{t:?}"
+            );
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                serde_json::json!(t.as_str())
+            );
+            assert_eq!(EventType::parse(t.as_str()), Some(*t));
+        }
+    }
+
+    #[test]
+    fn spec_routing_table() {
+        assert_eq!(
+            EventType::LeadCreated.target_apps(),
+            ["crm-web", "flow-web"]
+        );
+        assert_eq!(
+            EventType::ContactUpdated.target_apps(),
+            ["inbox-ai", "crm-web"]
+        );
+        assert_eq!(
+            EventType::VoiceCommandExecuted.target_apps(),
+            ["flow-web", "voice-agent"]
+        );
+        assert_eq!(
+            EventType::SecurityIncident.target_apps(),
+            ["secure-platform", "business-dashboard"]
+        );
+    }
+}

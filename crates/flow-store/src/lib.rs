@@ -1,0 +1,17 @@
+//! Flow's domain model and the storage boundary.
+//!
+//! Every backend implements [`Store`]. Tenant data is reachable only through a
+//! [`TenantRead`] or [`TenantTx`], which a backend opens for exactly one tenant: there
+//! is no way to write a tenant query without a tenant context.
+
+mod error;
+mod events;
+mod ids;
+mod model;
+mod store;
+
+pub use error::{Constraint, StoreError, StoreResult};
+pub use events::{EventPriority, EventType, ALL_EVENT_TYPES};
+pub use ids::*;
+pub use model::*;
+pub use store::*;

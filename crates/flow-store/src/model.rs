@@ -1,0 +1,371 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::{
+    ActivityId, ApiKeyId, AuditId, ContactId, DealId, EventId, EventPriority, EventType, LeadId,
+    TenantId,
+};
+
+/// A tenant: one business and everything it owns.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub slug: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key as stored: only the SHA-256 of its secret is kept.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// The first characters of the secret, enough to recognise a key in a list.
+    pub prefix: String,
+    pub permissions: Vec<String>,
+    /// Apps allowed to present this key in `x-source-app`; `*` allows any.
+    pub allowed_apps: Vec<String>,
+    /// Requests per minute (token bucket capacity and refill).
+    pub rate_limit_per_minute: u32,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What the key lookup returns: the key, and whether its tenant is active.
+#[derive(Clone, Debug)]
+pub struct ApiKeyWithTenant {
+    pub key: ApiKey,
+    pub key_hash: [u8; 32],
+    pub tenant_active: bool,
+}
+
+/// A new API key; the caller generates the secret and passes only its hash.
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: [u8; 32],
+    pub permissions: Vec<String>,
+    pub allowed_apps: Vec<String>,
+    pub rate_limit_per_minute: u32,
+}
+
+/// A lead's place in the sales funnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LeadStatus {
+    New,
+    Contacted,
+    Qualified,
+    Converted,
+    Lost,
+}
+
+impl LeadStatus {
+    /// All statuses, in funnel order.
+    pub const ALL: [LeadStatus; 5] = [
+        LeadStatus::New,
+        LeadStatus::Contacted,
+        LeadStatus::Qualified,
+        LeadStatus::Converted,
+        LeadStatus::Lost,
+    ];
+
+    /// The wire and storage name, e.g. `NEW`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::New => "NEW",
+            LeadStatus::Contacted => "CONTACTED",
+            LeadStatus::Qualified => "QUALIFIED",
+            LeadStatus::Converted => "CONVERTED",
+            LeadStatus::Lost => "LOST",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The funnel moves one step forward at a time; anything not yet lost can be lost.
+    pub fn can_become(self, next: LeadStatus) -> bool {
+        use LeadStatus::*;
+        matches!(
+            (self, next),
+            (New, Contacted) | (Contacted, Qualified) | (Qualified, Converted)
+        ) || (next == Lost && self != Lost)
+    }
+}
+
+/// A sales lead.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lead {
+    pub id: LeadId,
+    pub tenant_id: TenantId,
+    /// The contact this lead belongs to, found or created from its email at creation.
+    pub contact_id: Option<ContactId>,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub source: String,
+    pub status: LeadStatus,
+    pub notes: Option<String>,
+    pub assigned_to: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters and page position for listing leads, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct LeadFilter {
+    pub status: Option<LeadStatus>,
+    pub source: Option<String>,
+    /// Free text matched against names, email, company and phone.
+    pub text: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only leads older (smaller id) than this one.
+    pub before: Option<LeadId>,
+    pub limit: u32,
+}
+
+/// A person or company the tenant deals with.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: ContactId,
+    pub tenant_id: TenantId,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// Lower-case and trimmed; unique within the tenant.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub source: Option<String>,
+    /// Whether the contact consented to be contacted.
+    pub consent: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters and page position for listing contacts, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ContactFilter {
+    pub email: Option<String>,
+    pub text: Option<String>,
+    pub before: Option<ContactId>,
+    pub limit: u32,
+}
+
+/// The kinds of record an activity can be about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityType {
+    Lead,
+    Contact,
+    Deal,
+}
+
+impl EntityType {
+    /// The storage name, e.g. `lead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityType::Lead => "lead",
+            EntityType::Contact => "contact",
+            EntityType::Deal => "deal",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [EntityType::Lead, EntityType::Contact, EntityType::Deal]
+            .into_iter()
+            .find(|e| e.as_str() == name)
+    }
+}
+
+/// Something that happened to a lead, contact or deal: a call, a note, a status change.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Activity {
+    pub id: ActivityId,
+    pub tenant_id: TenantId,
+    /// Upper-case kind, e.g. `CALL`, `NOTE`, `LEAD_CREATED`, `STATUS_CHANGED`.
+    #[serde(rename = "type")]
+    pub activity_type: String,
+    pub entity_type: EntityType,
+    pub entity_id: uuid::Uuid,
+    pub description: Option<String>,
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters and page position for listing activities, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityFilter {
+    pub entity_id: Option<uuid::Uuid>,
+    pub activity_type: Option<String>,
+    pub before: Option<ActivityId>,
+    pub limit: u32,
+}
+
+/// A deal's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DealStatus {
+    Open,
+    Won,
+    Lost,
+}
+
+impl DealStatus {
+    /// The storage name, e.g. `OPEN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DealStatus::Open => "OPEN",
+            DealStatus::Won => "WON",
+            DealStatus::Lost => "LOST",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [DealStatus::Open, DealStatus::Won, DealStatus::Lost]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+/// A sales opportunity with a value.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deal {
+    pub id: DealId,
+    pub tenant_id: TenantId,
+    pub title: String,
+    /// Value in minor units of `currency` (øre, cents).
+    pub amount: i64,
+    /// ISO 4217 code, e.g. `DKK`.
+    pub currency: String,
+    pub stage: Option<String>,
+    pub status: DealStatus,
+    pub contact_id: Option<ContactId>,
+    pub lead_id: Option<LeadId>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters and page position for listing deals, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct DealFilter {
+    pub status: Option<DealStatus>,
+    pub contact_id: Option<ContactId>,
+    pub before: Option<DealId>,
+    pub limit: u32,
+}
+
+/// Who made a change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    /// `api_key`, `user` or `system`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// One entry of the audit trail.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: AuditId,
+    pub tenant_id: TenantId,
+    pub actor: Actor,
+    pub source_app: String,
+    /// What happened, e.g. `lead.create`.
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An audit entry to write; the store adds id, tenant and time.
+#[derive(Clone, Debug)]
+pub struct NewAuditEntry {
+    pub actor: Actor,
+    pub source_app: String,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+}
+
+/// Filters and page position for reading the audit trail, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub entity_id: Option<String>,
+    pub before: Option<AuditId>,
+    pub limit: u32,
+}
+
+/// The spec's `CrossAppEvent`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossAppEvent {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The app that caused the event.
+    pub source: String,
+    /// The apps the event is meant for (besides everyone in the tenant room).
+    pub target: Vec<String>,
+    pub tenant_id: TenantId,
+    pub timestamp: DateTime<Utc>,
+    pub data: Value,
+    pub priority: EventPriority,
+}
+
+/// An event as kept in the tenant's log, with its position in the tenant's total order.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedEvent {
+    /// Position in the tenant's log: 1, 2, 3, ... without gaps.
+    pub seq: i64,
+    pub event: CrossAppEvent,
+}
+
+/// An event to append; the store assigns id, sequence number and time.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_type: EventType,
+    pub source: String,
+    pub data: Value,
+    pub priority: EventPriority,
+}
+
+impl NewEvent {
+    /// An event with its type's default priority.
+    pub fn new(event_type: EventType, source: impl Into<String>, data: Value) -> Self {
+        Self {
+            event_type,
+            source: source.into(),
+            data,
+            priority: event_type.default_priority(),
+        }
+    }
+}

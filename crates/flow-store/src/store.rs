@@ -1,0 +1,123 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter, Contact,
+    ContactFilter, ContactId, Deal, DealFilter, DealId, Lead, LeadFilter, LeadId, LoggedEvent,
+    NewApiKey, NewAuditEntry, NewEvent, StoreResult, Tenant, TenantId,
+};
+
+/// A database that holds every tenant's data: the one thing a backend implements.
+///
+/// Platform-level operations (tenants, key lookup) live here; everything a tenant owns
+/// is reached through [`Store::read`] or [`Store::begin`], which bind one tenant.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and health output.
+    fn backend(&self) -> &'static str;
+
+    /// Brings the schema up to date.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// A cheap round trip that proves the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates a tenant. Fails with a constraint error if the slug is taken.
+    async fn create_tenant(&self, name: &str, slug: &str) -> StoreResult<Tenant>;
+
+    /// A tenant by id.
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant>;
+
+    /// A tenant by slug.
+    async fn find_tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
+
+    /// All tenants, oldest first.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    /// The key whose secret hashes to `key_hash`, with its tenant's state.
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyWithTenant>>;
+
+    /// Records that a key was used; callers throttle this.
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Opens a read-only view of one tenant's data.
+    async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>>;
+
+    /// Opens a write transaction on one tenant's data. Dropping it without
+    /// [`TenantTx::commit`] rolls everything back.
+    async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>>;
+
+    /// Closes connections; called once on shutdown.
+    async fn close(&self);
+}
+
+/// Reads within one tenant. Every method is implicitly filtered by that tenant.
+#[async_trait]
+pub trait TenantRead: Send {
+    /// The tenant this view is bound to.
+    fn tenant_id(&self) -> TenantId;
+
+    async fn get_lead(&mut self, id: LeadId) -> StoreResult<Lead>;
+    async fn list_leads(&mut self, filter: &LeadFilter) -> StoreResult<Vec<Lead>>;
+    async fn count_leads_by_contact(&mut self, contact: ContactId) -> StoreResult<i64>;
+
+    async fn get_contact(&mut self, id: ContactId) -> StoreResult<Contact>;
+    async fn find_contact_by_email(&mut self, email: &str) -> StoreResult<Option<Contact>>;
+    async fn list_contacts(&mut self, filter: &ContactFilter) -> StoreResult<Vec<Contact>>;
+
+    async fn list_activities(&mut self, filter: &ActivityFilter) -> StoreResult<Vec<Activity>>;
+
+    async fn get_deal(&mut self, id: DealId) -> StoreResult<Deal>;
+    async fn list_deals(&mut self, filter: &DealFilter) -> StoreResult<Vec<Deal>>;
+
+    async fn list_api_keys(&mut self) -> StoreResult<Vec<ApiKey>>;
+
+    async fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Events after `since`, in order, at most `limit`.
+    async fn list_events(&mut self, since: i64, limit: u32) -> StoreResult<Vec<LoggedEvent>>;
+    /// The sequence number of the tenant's latest event (0 when none).
+    async fn last_event_seq(&mut self) -> StoreResult<i64>;
+}
+
+/// A write transaction within one tenant.
+///
+/// `lock_*` reads a row for a read-modify-write: the row stays locked until the end of
+/// the transaction where the backend has row locks. Writes take whole rows that the
+/// service layer built; `update_*` fails with `NotFound` if the row is gone.
+#[async_trait]
+pub trait TenantTx: TenantRead {
+    async fn lock_lead(&mut self, id: LeadId) -> StoreResult<Lead>;
+    async fn insert_lead(&mut self, lead: &Lead) -> StoreResult<()>;
+    async fn update_lead(&mut self, lead: &Lead) -> StoreResult<()>;
+    async fn delete_lead(&mut self, id: LeadId) -> StoreResult<()>;
+    /// Points every lead of `from` at `to`; returns how many moved.
+    async fn move_leads(&mut self, from: ContactId, to: ContactId) -> StoreResult<u64>;
+
+    async fn lock_contact(&mut self, id: ContactId) -> StoreResult<Contact>;
+    async fn insert_contact(&mut self, contact: &Contact) -> StoreResult<()>;
+    async fn update_contact(&mut self, contact: &Contact) -> StoreResult<()>;
+    async fn delete_contact(&mut self, id: ContactId) -> StoreResult<()>;
+
+    async fn insert_activity(&mut self, activity: &Activity) -> StoreResult<()>;
+    /// Re-targets every activity about one entity to another; returns how many moved.
+    async fn move_activities(&mut self, from: uuid::Uuid, to: uuid::Uuid) -> StoreResult<u64>;
+
+    async fn lock_deal(&mut self, id: DealId) -> StoreResult<Deal>;
+    async fn insert_deal(&mut self, deal: &Deal) -> StoreResult<()>;
+    async fn update_deal(&mut self, deal: &Deal) -> StoreResult<()>;
+    /// Points every deal of `from` at `to`; returns how many moved.
+    async fn move_deals(&mut self, from: ContactId, to: ContactId) -> StoreResult<u64>;
+
+    async fn insert_api_key(&mut self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    /// Marks a key inactive; `NotFound` if the tenant has no such key.
+    async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()>;
+
+    async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()>;
+
+    /// Appends to the tenant's event log, taking the next sequence number.
+    async fn append_event(&mut self, event: &NewEvent) -> StoreResult<LoggedEvent>;
+
+    /// Makes every write of this transaction durable and visible.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
