@@ -54,7 +54,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// axum prefixes serde's message with its own; the client only needs serde's part.
 fn serde_detail(text: &str) -> String {
-    text.rsplit_once(": ")
+    text.split_once(": ")
         .map(|(_, detail)| detail.to_owned())
         .filter(|detail| !detail.is_empty())
         .unwrap_or_else(|| text.to_owned())

@@ -10,6 +10,7 @@ use flow_server::{
     services::tenants::{self, KeySpec},
     shutdown_signal, telemetry, Server,
 };
+use flow_store::Store;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -73,6 +74,16 @@ enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Suspend a tenant: every request with its keys gets 401 until it is activated.
+    Deactivate {
+        /// Tenant slug or id.
+        tenant: String,
+    },
+    /// Resume a suspended tenant.
+    Activate {
+        /// Tenant slug or id.
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +200,8 @@ async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<()> {
             println!("api key: {}", key.secret);
             println!("Store the key now: it is not shown again.");
         }
+        TenantCommand::Deactivate { tenant } => set_tenant_active(&*store, &tenant, false).await?,
+        TenantCommand::Activate { tenant } => set_tenant_active(&*store, &tenant, true).await?,
         TenantCommand::List => {
             for tenant in store.list_tenants().await? {
                 let state = if tenant.active { "active" } else { "inactive" };
@@ -197,6 +210,20 @@ async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn set_tenant_active(
+    store: &dyn Store,
+    slug_or_id: &str,
+    active: bool,
+) -> anyhow::Result<()> {
+    let tenant = tenants::find_tenant(store, slug_or_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("tenant {slug_or_id:?}: {}", e.message))?;
+    store.set_tenant_active(tenant.id, active).await?;
+    let state = if active { "active" } else { "inactive" };
+    println!("{} is now {state}", tenant.slug);
     Ok(())
 }
 

@@ -143,6 +143,19 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn set_tenant_active(&self, id: TenantId, active: bool) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE tenants SET active = $1 WHERE id = $2")
+            .bind(active)
+            .bind(id.0)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         Ok(
             sqlx::query_as::<_, TenantRow>("SELECT * FROM tenants ORDER BY id")

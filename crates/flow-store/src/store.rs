@@ -31,6 +31,9 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant by slug.
     async fn find_tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
 
+    /// Suspends or resumes a tenant: keys of an inactive tenant are refused.
+    async fn set_tenant_active(&self, id: TenantId, active: bool) -> StoreResult<()>;
+
     /// All tenants, oldest first.
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
 

@@ -1,0 +1,315 @@
+//! The `flow` binary as a user runs it: serve, demo tenants, tenant and key commands,
+//! graceful shutdown on SIGTERM.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const FLOW: &str = env!("CARGO_BIN_EXE_flow");
+
+/// Runs a `flow` command to completion and returns its stdout.
+async fn flow(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(FLOW)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("flow runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "flow {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The value after `label` on its line of `output`.
+fn field(output: &str, label: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {output}"))
+        .trim()
+        .to_owned()
+}
+
+struct Serve {
+    child: Child,
+    url: String,
+    banner: String,
+}
+
+/// Starts `flow serve` on a free port and waits for its banner.
+async fn serve(dir: &Path, extra: &[&str]) -> Serve {
+    let mut child = Command::new(FLOW)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--port", "0"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("flow serve starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let read_banner = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            let done = if extra.contains(&"--demo") {
+                line.contains("Try:")
+            } else {
+                line.contains("API docs")
+            };
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_banner)
+        .await
+        .expect("banner within 30 s");
+    let url = field(&banner, "Flow is listening on");
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Serve { child, url, banner }
+}
+
+async fn status(client: &reqwest::Client, url: String, key: &str) -> u16 {
+    client
+        .get(url)
+        .header("x-tenant-key", key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn serve_demo_prints_working_keys_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first = serve(dir.path(), &["--demo"]).await;
+    assert!(
+        first.banner.contains("x-tenant-key: demo-key\n"),
+        "{}",
+        first.banner
+    );
+    assert!(
+        first.banner.contains("x-tenant-key: demo-key-b"),
+        "{}",
+        first.banner
+    );
+    let created = client
+        .post(format!("{}/leads", first.url))
+        .header("x-tenant-key", "demo-key")
+        .json(&json!({"firstName": "Demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        status(&client, format!("{}/leads", first.url), "demo-key-b").await,
+        200
+    );
+    let banner = first.banner.clone();
+    drop(first);
+
+    let second = serve(dir.path(), &["--demo"]).await;
+    assert_eq!(
+        banner
+            .lines()
+            .filter(|l| l.contains("Demo tenant"))
+            .collect::<Vec<_>>(),
+        second
+            .banner
+            .lines()
+            .filter(|l| l.contains("Demo tenant"))
+            .collect::<Vec<_>>(),
+        "a second --demo start reuses the same tenants"
+    );
+    let leads: Value = client
+        .get(format!("{}/leads", second.url))
+        .header("x-tenant-key", "demo-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        leads["data"].as_array().unwrap().len(),
+        1,
+        "data survives a restart"
+    );
+}
+
+#[tokio::test]
+async fn tenant_and_key_commands_manage_access_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let created = flow(dir.path(), &["tenant", "create", "Acme Corp"]).await;
+    let admin_key = field(&created, "api key:");
+    assert!(admin_key.starts_with("flow_sk_"), "{created}");
+    assert!(
+        field(&created, "tenant:").starts_with("acme-corp"),
+        "{created}"
+    );
+
+    let server = serve(dir.path(), &[]).await;
+    let leads = format!("{}/leads", server.url);
+    assert_eq!(status(&client, leads.clone(), &admin_key).await, 200);
+
+    let reader = flow(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme-corp",
+            "--name",
+            "reader",
+            "--permissions",
+            "read:leads",
+        ],
+    )
+    .await;
+    let reader_key = field(&reader, "api key:");
+    let reader_id = field(&reader, "key id:");
+    assert_eq!(status(&client, leads.clone(), &reader_key).await, 200);
+    let write = client
+        .post(&leads)
+        .header("x-tenant-key", &reader_key)
+        .json(&json!({"firstName": "X"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
+
+    let listed = flow(dir.path(), &["key", "list", "--tenant", "acme-corp"]).await;
+    assert!(listed.contains(&reader_id), "{listed}");
+    assert!(
+        !listed.contains(&reader_key),
+        "key list must never print secrets: {listed}"
+    );
+
+    flow(
+        dir.path(),
+        &["key", "revoke", "--tenant", "acme-corp", &reader_id],
+    )
+    .await;
+    assert_eq!(status(&client, leads.clone(), &reader_key).await, 401);
+    assert_eq!(status(&client, leads.clone(), &admin_key).await, 200);
+
+    flow(dir.path(), &["tenant", "deactivate", "acme-corp"]).await;
+    assert_eq!(status(&client, leads.clone(), &admin_key).await, 401);
+    flow(dir.path(), &["tenant", "activate", "acme-corp"]).await;
+    assert_eq!(status(&client, leads, &admin_key).await, 200);
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_writes_nothing_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = flow(dir.path(), &["tenant", "create", "Shutdown"]).await;
+    let key = field(&created, "api key:");
+    let mut server = serve(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, url, key) = (client.clone(), format!("{}/leads", server.url), key.clone());
+            tokio::spawn(async move {
+                let mut created = 0;
+                for i in 0..500 {
+                    let sent = client
+                        .post(&url)
+                        .header("x-tenant-key", &key)
+                        .json(&json!({"firstName": format!("W{w}N{i}")}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == 201 => {
+                            // A 201 must come with a complete body.
+                            let body: Value =
+                                response.json().await.expect("complete response body");
+                            assert!(body["id"].is_string());
+                            created += 1;
+                        }
+                        Ok(response) => panic!("unexpected status {}", response.status()),
+                        Err(_) => break,
+                    }
+                }
+                created
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = server.child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(exit.success(), "flow exits cleanly on SIGTERM: {exit:?}");
+
+    let mut acknowledged = 0;
+    for writer in writers {
+        acknowledged += writer.await.unwrap();
+    }
+    assert!(acknowledged > 0, "some writes happened before the signal");
+
+    let restarted = serve(dir.path(), &[]).await;
+    let log: Value = client
+        .get(format!("{}/events/log?limit=1000", restarted.url))
+        .header("x-tenant-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lead_events = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "LEAD_CREATED")
+        .count();
+    let mut stored = 0;
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(format!("{}/leads?limit=100{cursor}", restarted.url))
+            .header("x-tenant-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stored += page["data"].as_array().unwrap().len();
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        stored, acknowledged,
+        "every acknowledged lead is stored, and only those"
+    );
+    assert_eq!(lead_events, stored, "every stored lead has its event");
+}

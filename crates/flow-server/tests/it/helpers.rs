@@ -1,0 +1,259 @@
+//! `spawn_app()` and a small typed client.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use flow_server::{
+    config::Config,
+    open_store,
+    services::tenants::{self, KeySpec},
+    Server,
+};
+use flow_store::{Store, Tenant};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// A running server with two tenants, each with an all-powerful key.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub a: TestTenant,
+    pub b: TestTenant,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+/// A tenant and a key for it.
+pub struct TestTenant {
+    pub tenant: Tenant,
+    pub key: String,
+}
+
+/// A response: status, headers and JSON body (`Value::Null` when the body is not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Asserts an error reply with this status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected error code; body: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error without message: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["request_id"].is_string(),
+            "error without request_id: {}",
+            self.body
+        );
+        self
+    }
+}
+
+/// Starts a server on a free port with a fresh database and two tenants.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the configuration first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::defaults();
+    config.port = 0;
+    config.data_dir = dir.path().to_owned();
+    configure(&mut config);
+    let store = open_store(&config).await.expect("store opens");
+    let a = make_tenant(&*store, "Tenant A").await;
+    let b = make_tenant(&*store, "Tenant B").await;
+    let server = Server::bind(store.clone(), config).await.expect("binds");
+    let address = server.local_addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.run(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        store,
+        a,
+        b,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+async fn make_tenant(store: &dyn Store, name: &str) -> TestTenant {
+    let (tenant, key) = tenants::create_tenant(store, name, None, 1_000_000)
+        .await
+        .unwrap_or_else(|e| panic!("creating {name}: {}", e.message));
+    TestTenant {
+        tenant,
+        key: key.secret,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Creates another key for tenant A.
+    pub async fn key_for_a(&self, spec: KeySpec) -> String {
+        tenants::create_key(&*self.store, &self.a.tenant, &spec, None)
+            .await
+            .unwrap_or_else(|e| panic!("creating key: {}", e.message))
+            .secret
+    }
+
+    /// Sends a request with `key` (if any) and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.header("x-tenant-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        send(request).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Creates a lead in the tenant of `key` and returns it.
+    pub async fn create_lead(&self, key: &str, first_name: &str, email: Option<&str>) -> Value {
+        let mut body = json!({ "firstName": first_name, "lastName": "Test", "source": "website" });
+        if let Some(email) = email {
+            body["email"] = json!(email);
+        }
+        self.post("/leads", key, body).await.expect(201).body
+    }
+
+    /// Every item of a paginated list, following cursors.
+    pub async fn list_all(&self, path: &str, key: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        for _ in 0..1000 {
+            let url = match &cursor {
+                Some(c) => format!("{path}{separator}limit=100&cursor={c}"),
+                None => format!("{path}{separator}limit=100"),
+            };
+            let reply = self.get(&url, key).await.expect(200);
+            items.extend(
+                reply.body["data"]
+                    .as_array()
+                    .expect("data array")
+                    .iter()
+                    .cloned(),
+            );
+            match reply.body["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("pagination of {path} did not end");
+    }
+}
+
+/// Sends a prepared request and reads the reply.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request reaches the server");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The ids of a list of JSON objects.
+pub fn ids(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// The path of an external tool a test needs. Under CI (`CI=true`) a missing tool fails
+/// the test; elsewhere the test is skipped with a note.
+pub fn required_tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "{name} is required under CI=true; scripts/test installs it"
+        );
+        eprintln!("SKIPPED: {name} is not installed (scripts/test installs it)");
+    }
+    found
+}

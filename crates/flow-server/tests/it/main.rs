@@ -1,0 +1,14 @@
+//! Integration tests: a real Flow server on port 0 with a fresh database, over real HTTP.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod contacts;
+mod events_audit;
+mod isolation;
+mod leads;
+mod ops;
+mod pagination;
+mod resources;

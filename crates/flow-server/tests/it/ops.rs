@@ -1,0 +1,206 @@
+//! Health, metrics, request ids, OpenAPI and the docs page.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{send, spawn_app};
+
+#[tokio::test]
+async fn health_reports_each_check_and_validates_a_key_when_given() {
+    let app = spawn_app().await;
+    let health = app
+        .call(Method::GET, "/health", None, None)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["checks"]["database"]["status"], "ok");
+    assert!(health["checks"]["database"]["latencyMs"].is_number());
+    assert!(health.get("auth").is_none());
+
+    let with_key = app.get("/health", &app.a.key).await.expect(200).body;
+    assert_eq!(with_key["auth"]["tenantId"], app.a.tenant.id.to_string());
+    app.get("/health", "wrong-key")
+        .await
+        .expect_error(401, "invalid_api_key");
+}
+
+#[tokio::test]
+async fn health_is_503_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app.store.close().await;
+    let reply = app
+        .call(Method::GET, "/health", None, None)
+        .await
+        .expect(503);
+    assert_eq!(reply.body["status"], "degraded");
+    assert_eq!(reply.body["checks"]["database"]["status"], "error");
+    // Requests that need the database fail cleanly, not with a 500.
+    app.get("/leads", &app.a.key)
+        .await
+        .expect_error(503, "service_unavailable");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = spawn_app().await;
+    let lead = app.create_lead(&app.a.key, "Metric", None).await;
+    app.get(
+        &format!("/leads/{}", lead["id"].as_str().unwrap()),
+        &app.a.key,
+    )
+    .await
+    .expect(200);
+    app.get("/leads/not-a-uuid", &app.a.key).await.expect(400);
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"http_requests_total{method="POST",route="/leads",status_code="201"} 1"#,
+        r#"http_requests_total{method="GET",route="/leads/{id}",status_code="200"} 1"#,
+        r#"http_requests_total{method="GET",route="/leads/{id}",status_code="400"} 1"#,
+        "# TYPE http_request_duration_seconds histogram",
+        r#"http_request_duration_seconds_bucket{method="POST",route="/leads",le="+Inf"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains(lead["id"].as_str().unwrap()),
+        "ids must not become labels"
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let app = spawn_app().await;
+    let given = send(
+        app.client
+            .get(app.url("/leads"))
+            .header("x-request-id", "trace-me-42"),
+    )
+    .await;
+    assert_eq!(given.headers["x-request-id"], "trace-me-42");
+    assert_eq!(
+        given.body["error"]["request_id"], "trace-me-42",
+        "401 body names the request"
+    );
+    let generated = app.get("/leads", &app.a.key).await.expect(200);
+    let id = generated.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+}
+
+#[tokio::test]
+async fn openapi_document_covers_every_route_and_docs_render_offline() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let expected = [
+        ("/leads", &["get", "post"][..]),
+        ("/leads/{id}", &["get", "patch", "delete"]),
+        ("/leads/{id}/status", &["patch"]),
+        ("/leads/{id}/assign", &["post"]),
+        ("/contacts", &["get", "post"]),
+        ("/contacts/{id}", &["get", "patch"]),
+        ("/contacts/sync", &["post"]),
+        ("/contacts/{id}/merge", &["post"]),
+        ("/activities", &["get", "post"]),
+        ("/deals", &["get", "post"]),
+        ("/deals/{id}", &["get", "patch"]),
+        ("/events/log", &["get"]),
+        ("/audit", &["get"]),
+        ("/health", &["get"]),
+        ("/metrics", &["get"]),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in expected {
+        for method in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} missing from OpenAPI"
+            );
+        }
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    let listed: usize = expected.iter().map(|(_, m)| m.len()).sum();
+    assert_eq!(
+        documented, listed,
+        "a route is documented that this test does not know: update the list"
+    );
+    assert!(doc["components"]["securitySchemes"]["tenant_key"].is_object());
+
+    let page = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    for src in html
+        .split(['"', '\''])
+        .filter(|s| s.ends_with(".js") || s.ends_with(".css"))
+    {
+        assert!(
+            !src.starts_with("http"),
+            "the docs page loads {src} from the internet"
+        );
+        let asset = app
+            .client
+            .get(app.url(&format!("/docs/{}", src.trim_start_matches("./"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "docs asset {src} is not served");
+    }
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check() {
+    let Some(promtool) = crate::helpers::required_tool("promtool") else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_lead(&app.a.key, "Prom", None).await;
+    app.get("/leads?limit=0", &app.a.key).await.expect(400);
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool rejects /metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
