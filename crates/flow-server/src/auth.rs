@@ -169,10 +169,43 @@ pub async fn authenticate(
         );
         return response;
     }
+    if state.key_usage.is_due(caller.key_id) {
+        // Last use feeds compliance reports ("keys unused for 90 days"); recording it
+        // at most every few minutes keeps it off the request path's write budget.
+        let (store, key_id) = (state.store.clone(), caller.key_id);
+        tokio::spawn(async move {
+            if let Err(error) = store.touch_api_key(key_id, chrono::Utc::now()).await {
+                tracing::warn!(%error, "could not record API key use");
+            }
+        });
+    }
     request.extensions_mut().insert(Arc::new(caller.caller));
     let mut response = next.run(request).await;
     set_rate_headers(response.headers_mut(), &decision);
     response
+}
+
+/// Remembers when this process last recorded each key's use.
+#[derive(Default)]
+pub struct KeyUsage {
+    last_recorded: std::sync::Mutex<std::collections::HashMap<ApiKeyId, std::time::Instant>>,
+}
+
+impl KeyUsage {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// True (and noted) when `key`'s use has not been recorded within the interval.
+    pub fn is_due(&self, key: ApiKeyId) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.last_recorded.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get(&key) {
+            Some(at) if now.duration_since(*at) < Self::INTERVAL => false,
+            _ => {
+                last.insert(key, now);
+                true
+            }
+        }
+    }
 }
 
 fn set_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {

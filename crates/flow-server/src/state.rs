@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Instant};
 
 use flow_store::Store;
 
-use crate::{config::Config, metrics::Metrics, ratelimit::RateLimiter};
+use crate::{auth::KeyUsage, config::Config, metrics::Metrics, ratelimit::RateLimiter};
 
 /// Shared server state; cheap to clone.
 #[derive(Clone)]
@@ -13,6 +13,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Metrics,
     pub rate_limiter: Arc<RateLimiter>,
+    pub key_usage: Arc<KeyUsage>,
     pub started_at: Instant,
 }
 
@@ -24,6 +25,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: Metrics::new(),
             rate_limiter: Arc::new(RateLimiter::default()),
+            key_usage: Arc::new(KeyUsage::default()),
             started_at: Instant::now(),
         }
     }

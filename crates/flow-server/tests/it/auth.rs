@@ -202,3 +202,26 @@ async fn cors_allows_only_configured_origins() {
     let refused = send(preflight("https://evil.example.com")).await;
     assert!(!refused.headers.contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn a_keys_last_use_is_recorded() {
+    let app = spawn_app().await;
+    let key = app.key_for_a(spec(&["*"], &["*"], 1000)).await;
+    let last_used = || async {
+        let mut tx = app.store.read(app.a.tenant.id).await.unwrap();
+        let keys = tx.list_api_keys().await.unwrap();
+        keys.into_iter()
+            .find(|k| k.name == "test")
+            .unwrap()
+            .last_used_at
+    };
+    assert!(last_used().await.is_none());
+    app.get("/leads", &key).await.expect(200);
+    for _ in 0..100 {
+        if last_used().await.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("last_used_at was not recorded");
+}
