@@ -4,6 +4,8 @@
 //! [`TenantRead`] or [`TenantTx`], which a backend opens for exactly one tenant: there
 //! is no way to write a tenant query without a tenant context.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod events;
 mod ids;

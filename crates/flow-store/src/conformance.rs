@@ -1,0 +1,244 @@
+//! One story every backend must pass: tenant scoping, constraints, rollback and the event
+//! log, driven through the traits only. Each backend runs it from its own tests.
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::{
+    ApiKeyId, Constraint, Contact, ContactFilter, ContactId, EventType, Lead, LeadFilter, LeadId,
+    LeadStatus, NewApiKey, NewEvent, Store, StoreError, TenantId,
+};
+
+fn now() -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn contact(tenant: TenantId, email: &str) -> Contact {
+    Contact {
+        id: ContactId::new(),
+        tenant_id: tenant,
+        first_name: Some("Ada".into()),
+        last_name: None,
+        email: Some(email.into()),
+        phone: None,
+        company: None,
+        source: None,
+        consent: false,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn lead(tenant: TenantId, contact: Option<ContactId>, name: &str) -> Lead {
+    Lead {
+        id: LeadId::new(),
+        tenant_id: tenant,
+        contact_id: contact,
+        first_name: name.into(),
+        last_name: None,
+        email: None,
+        phone: None,
+        company: None,
+        source: "test".into(),
+        status: LeadStatus::New,
+        notes: None,
+        assigned_to: None,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn is_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::NotFound))
+}
+
+/// Runs the whole story against a freshly migrated, empty store.
+pub async fn run(store: &dyn Store) {
+    let a = store.create_tenant("A", "conf-a").await.unwrap();
+    let b = store.create_tenant("B", "conf-b").await.unwrap();
+    assert!(matches!(
+        store.create_tenant("A again", "conf-a").await,
+        Err(StoreError::Constraint(Constraint::TenantSlugUnique))
+    ));
+
+    // Tenant A writes a contact, a lead, an event and a key.
+    let a_contact = contact(a.id, "ada@example.com");
+    let a_lead = lead(a.id, Some(a_contact.id), "Ada");
+    let mut tx = store.begin(a.id).await.unwrap();
+    tx.insert_contact(&a_contact).await.unwrap();
+    tx.insert_lead(&a_lead).await.unwrap();
+    let first = tx
+        .append_event(&NewEvent::new(EventType::LeadCreated, "test", json!({})))
+        .await
+        .unwrap();
+    let key = tx
+        .insert_api_key(&NewApiKey {
+            name: "k".into(),
+            prefix: "p".into(),
+            key_hash: [7; 32],
+            permissions: vec!["*".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 10,
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.event.target, ["crm-web", "flow-web"]);
+
+    // A reads its own rows back.
+    let mut read = store.read(a.id).await.unwrap();
+    assert_eq!(
+        read.get_lead(a_lead.id).await.unwrap().contact_id,
+        Some(a_contact.id)
+    );
+    assert_eq!(
+        read.find_contact_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a_contact.id
+    );
+    assert_eq!(read.list_events(0, 10).await.unwrap().len(), 1);
+    drop(read);
+    let found = store.find_api_key(&[7; 32]).await.unwrap().unwrap();
+    assert_eq!(found.key.id, key.id);
+    assert!(found.tenant_active);
+
+    // B sees none of it and can change none of it.
+    let mut read = store.read(b.id).await.unwrap();
+    assert!(is_not_found(read.get_lead(a_lead.id).await));
+    assert!(is_not_found(read.get_contact(a_contact.id).await));
+    assert!(read
+        .find_contact_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(read
+        .list_leads(&LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(read
+        .list_contacts(&ContactFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(read.list_events(0, 10).await.unwrap().is_empty());
+    assert!(read.list_api_keys().await.unwrap().is_empty());
+    assert_eq!(read.last_event_seq().await.unwrap(), 0);
+    drop(read);
+
+    let b_contact = contact(b.id, "ada@example.com");
+    let mut tx = store.begin(b.id).await.unwrap();
+    tx.insert_contact(&b_contact)
+        .await
+        .expect("the same email in another tenant is fine");
+    assert!(is_not_found(tx.lock_lead(a_lead.id).await));
+    let mut hijacked = a_lead.clone();
+    hijacked.first_name = "Mallory".into();
+    assert!(is_not_found(tx.update_lead(&hijacked).await));
+    assert!(is_not_found(tx.delete_lead(a_lead.id).await));
+    assert!(is_not_found(tx.revoke_api_key(key.id).await));
+    assert!(is_not_found(tx.revoke_api_key(ApiKeyId::new()).await));
+    assert_eq!(tx.move_leads(a_contact.id, b_contact.id).await.unwrap(), 0);
+    assert_eq!(
+        tx.move_activities(a_lead.id.0, b_contact.id.0)
+            .await
+            .unwrap(),
+        0
+    );
+    let b_event = tx
+        .append_event(&NewEvent::new(EventType::ContactCreated, "test", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(b_event.seq, 1, "each tenant has its own sequence");
+    tx.commit().await.unwrap();
+
+    // The schema itself refuses a B lead that points at A's contact.
+    let mut tx = store.begin(b.id).await.unwrap();
+    let cross = tx
+        .insert_lead(&lead(b.id, Some(a_contact.id), "Cross"))
+        .await;
+    assert!(
+        matches!(cross, Err(StoreError::Constraint(Constraint::ForeignKey))),
+        "{cross:?}"
+    );
+    drop(tx);
+
+    // Unique email within a tenant.
+    let mut tx = store.begin(a.id).await.unwrap();
+    let duplicate = tx.insert_contact(&contact(a.id, "ada@example.com")).await;
+    assert!(
+        matches!(
+            duplicate,
+            Err(StoreError::Constraint(Constraint::ContactEmailUnique))
+        ),
+        "{duplicate:?}"
+    );
+    drop(tx);
+
+    // A dropped transaction leaves nothing behind, not even a sequence number.
+    let mut tx = store.begin(a.id).await.unwrap();
+    let ghost = lead(a.id, None, "Ghost");
+    tx.insert_lead(&ghost).await.unwrap();
+    tx.append_event(&NewEvent::new(EventType::LeadCreated, "test", json!({})))
+        .await
+        .unwrap();
+    drop(tx);
+    let mut read = store.read(a.id).await.unwrap();
+    assert!(is_not_found(read.get_lead(ghost.id).await));
+    assert_eq!(read.last_event_seq().await.unwrap(), 1);
+    drop(read);
+
+    // Keyset pages: newest first, `before` continues strictly below.
+    let mut tx = store.begin(a.id).await.unwrap();
+    let mut ids = vec![a_lead.id];
+    for i in 0..5 {
+        let l = lead(a.id, None, &format!("L{i}"));
+        tx.insert_lead(&l).await.unwrap();
+        ids.push(l.id);
+    }
+    tx.commit().await.unwrap();
+    ids.reverse();
+    let mut read = store.read(a.id).await.unwrap();
+    let page = read
+        .list_leads(&LeadFilter {
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|l| l.id).collect::<Vec<_>>(), ids[..4]);
+    let rest = read
+        .list_leads(&LeadFilter {
+            limit: 4,
+            before: Some(page[3].id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|l| l.id).collect::<Vec<_>>(), ids[4..]);
+    drop(read);
+
+    // An inactive tenant shows in the key lookup.
+    store.set_tenant_active(a.id, false).await.unwrap();
+    assert!(
+        !store
+            .find_api_key(&[7; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_active
+    );
+    assert!(is_not_found(
+        store.set_tenant_active(TenantId::new(), false).await
+    ));
+}
