@@ -35,6 +35,12 @@ pub struct Config {
     pub request_timeout_secs: u64,
     pub default_rate_limit_per_minute: u32,
     pub db_read_connections: u32,
+    pub secret_key: Option<String>,
+    pub ws_buffer_events: usize,
+    pub ws_heartbeat_secs: u64,
+    pub ws_idle_timeout_secs: u64,
+    pub ws_send_timeout_secs: u64,
+    pub event_retention_hours: u64,
 }
 
 /// Settings given on the command line, which win over everything else.
@@ -97,6 +103,18 @@ impl Config {
                 );
             }
         }
+        if self.ws_buffer_events < 16 {
+            bail!("ws_buffer_events must be at least 16");
+        }
+        if self.ws_heartbeat_secs == 0 || self.ws_idle_timeout_secs <= self.ws_heartbeat_secs {
+            bail!("ws_idle_timeout_secs must be longer than ws_heartbeat_secs (> 0)");
+        }
+        if self.ws_send_timeout_secs == 0 || self.event_retention_hours == 0 {
+            bail!("ws_send_timeout_secs and event_retention_hours must be positive");
+        }
+        if self.secret_key.as_ref().is_some_and(|k| k.len() < 32) {
+            bail!("secret_key must be at least 32 characters");
+        }
         for origin in &self.cors_allowed_origins {
             if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
                 bail!("cors_allowed_origins: {origin:?} is not a valid origin");
@@ -105,12 +123,50 @@ impl Config {
         Ok(())
     }
 
+    /// The token-signing secret: configured, or generated once into the data dir.
+    pub fn load_or_create_secret(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(key) = &self.secret_key {
+            return Ok(key.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("secret.key");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            let existing = existing.trim();
+            if existing.len() >= 32 {
+                return Ok(existing.as_bytes().to_vec());
+            }
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        let secret = hex::encode(bytes);
+        write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+        Ok(secret.into_bytes())
+    }
+
     /// The database to open: `database_url`, or the embedded file under `data_dir`.
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("flow.db").display()))
     }
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
 }
 
 /// Hides a password in a URL such as `postgres://user:secret@host/db`.
@@ -143,6 +199,15 @@ impl fmt::Debug for Config {
                 &self.default_rate_limit_per_minute,
             )
             .field("db_read_connections", &self.db_read_connections)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ws_buffer_events", &self.ws_buffer_events)
+            .field("ws_heartbeat_secs", &self.ws_heartbeat_secs)
+            .field("ws_idle_timeout_secs", &self.ws_idle_timeout_secs)
+            .field("ws_send_timeout_secs", &self.ws_send_timeout_secs)
+            .field("event_retention_hours", &self.event_retention_hours)
             .finish()
     }
 }

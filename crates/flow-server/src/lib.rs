@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod metrics;
 pub mod ratelimit;
 pub mod services;
@@ -48,15 +49,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured address (port 0 picks a free port).
-    pub async fn bind(store: Arc<dyn Store>, config: Config) -> anyhow::Result<Self> {
+    /// Binds the configured address (port 0 picks a free port). Cancelling `shutdown`
+    /// stops the server, its background tasks and its sockets.
+    pub async fn bind(
+        store: Arc<dyn Store>,
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address}"))?;
         Ok(Self {
             listener,
-            state: AppState::new(store, config),
+            state: AppState::new(store, config, shutdown)?,
         })
     }
 
@@ -67,16 +73,39 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let store = self.state.store.clone();
+    /// Serves until the shutdown token is cancelled, then lets in-flight requests finish.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let hub = tokio::spawn(state.hub.clone().run());
+        let pruner = tokio::spawn(prune_event_log(state.clone()));
         let app = api::router(self.state);
         axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
             .await
             .context("serving HTTP")?;
-        store.close().await;
+        let _ = tokio::join!(hub, pruner);
+        state.store.close().await;
         Ok(())
+    }
+}
+
+/// Applies the event log's retention once an hour (and once at start).
+async fn prune_event_log(state: AppState) {
+    let retention = chrono::Duration::hours(state.config.event_retention_hours as i64);
+    loop {
+        match state
+            .store
+            .prune_events(chrono::Utc::now() - retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned events past retention"),
+            Err(error) => tracing::warn!(%error, "pruning the event log failed"),
+        }
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
     }
 }
 

@@ -159,7 +159,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let server = Server::bind(store, config).await?;
+    let shutdown = CancellationToken::new();
+    let server = Server::bind(store, config, shutdown.clone()).await?;
     let url = format!("http://{}", server.local_addr());
     println!("Flow is listening on {url}");
     println!("  API docs:  {url}/docs");
@@ -172,14 +173,13 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if let Some((_, key)) = demo_keys.first() {
         println!("  Try:       curl -H 'x-tenant-key: {key}' {url}/leads");
     }
-    let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: finishing in-flight requests");
         trigger.cancel();
     });
-    server.run(shutdown).await?;
+    server.run().await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,8 +3,11 @@
 use std::{sync::Arc, time::Instant};
 
 use flow_store::Store;
+use tokio_util::sync::CancellationToken;
 
-use crate::{auth::KeyUsage, config::Config, metrics::Metrics, ratelimit::RateLimiter};
+use crate::{
+    auth::KeyUsage, config::Config, gateway::hub::Hub, metrics::Metrics, ratelimit::RateLimiter,
+};
 
 /// Shared server state; cheap to clone.
 #[derive(Clone)]
@@ -14,19 +17,39 @@ pub struct AppState {
     pub metrics: Metrics,
     pub rate_limiter: Arc<RateLimiter>,
     pub key_usage: Arc<KeyUsage>,
+    pub hub: Hub,
+    /// Signs connection tokens.
+    pub secret: Arc<[u8]>,
+    /// Cancelled once on shutdown: sockets close with 1001, background tasks stop.
+    pub shutdown: CancellationToken,
     pub started_at: Instant,
 }
 
 impl AppState {
     /// State over an opened store.
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
-        Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let secret = config.load_or_create_secret()?;
+        let hub = Hub::new(
+            store.clone(),
+            config.ws_buffer_events,
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        Ok(Self {
             store,
             config: Arc::new(config),
-            metrics: Metrics::new(),
+            metrics,
             rate_limiter: Arc::new(RateLimiter::default()),
             key_usage: Arc::new(KeyUsage::default()),
+            hub,
+            secret: secret.into(),
+            shutdown,
             started_at: Instant::now(),
-        }
+        })
     }
 }

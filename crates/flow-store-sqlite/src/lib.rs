@@ -11,13 +11,14 @@ use std::{path::Path, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    ApiKeyId, ApiKeyWithTenant, Constraint, Store, StoreError, StoreResult, Tenant, TenantId,
-    TenantRead, TenantTx,
+    ApiKeyId, ApiKeyWithTenant, CommitNotice, Constraint, Store, StoreError, StoreResult, Tenant,
+    TenantId, TenantRead, TenantTx,
 };
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     SqlitePool,
 };
+use tokio::sync::broadcast;
 
 use crate::{rows::TenantRow, tenant::SqliteTenant};
 
@@ -46,6 +47,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    notices: broadcast::Sender<CommitNotice>,
 }
 
 impl SqliteStore {
@@ -76,7 +78,12 @@ impl SqliteStore {
             .max_connections(options.read_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(base.read_only(true));
-        Ok(Self { writer, reader })
+        let (notices, _) = broadcast::channel(1024);
+        Ok(Self {
+            writer,
+            reader,
+            notices,
+        })
     }
 }
 
@@ -180,6 +187,31 @@ impl Store for SqliteStore {
         row.map(rows::ApiKeyRow::into_with_tenant).transpose()
     }
 
+    async fn find_api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyWithTenant>> {
+        let row = sqlx::query_as::<_, rows::ApiKeyRow>(
+            "SELECT k.*, t.active AS tenant_active FROM api_keys k
+             JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.map(rows::ApiKeyRow::into_with_tenant).transpose()
+    }
+
+    async fn prune_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM events WHERE created_at < $1")
+            .bind(micros(older_than))
+            .execute(&self.writer)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(map_err)
+    }
+
+    fn commit_notices(&self) -> broadcast::Receiver<CommitNotice> {
+        self.notices.subscribe()
+    }
+
     async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(micros(at))
@@ -192,7 +224,7 @@ impl Store for SqliteStore {
 
     async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>> {
         let tx = self.reader.begin().await.map_err(map_err)?;
-        Ok(Box::new(SqliteTenant::new(tenant, tx)))
+        Ok(Box::new(SqliteTenant::new(tenant, tx, None)))
     }
 
     async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>> {
@@ -203,7 +235,11 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
-        Ok(Box::new(SqliteTenant::new(tenant, tx)))
+        Ok(Box::new(SqliteTenant::new(
+            tenant,
+            tx,
+            Some(self.notices.clone()),
+        )))
     }
 
     async fn close(&self) {

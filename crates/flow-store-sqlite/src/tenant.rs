@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use flow_store::{
-    Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter, AuditId, Contact,
-    ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter, DealId, EventId, Lead, LeadFilter,
-    LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, StoreError, StoreResult, TenantId,
-    TenantRead, TenantTx,
+    Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter, AuditId, CommitNotice,
+    Contact, ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter, DealId, EventId, Lead,
+    LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, StoreError, StoreResult,
+    TenantId, TenantRead, TenantTx,
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::{
@@ -19,11 +20,23 @@ use crate::{
 pub struct SqliteTenant {
     tenant: TenantId,
     tx: Transaction<'static, Sqlite>,
+    /// Where write transactions announce the events they committed.
+    notices: Option<broadcast::Sender<CommitNotice>>,
+    appended: Vec<LoggedEvent>,
 }
 
 impl SqliteTenant {
-    pub fn new(tenant: TenantId, tx: Transaction<'static, Sqlite>) -> Self {
-        Self { tenant, tx }
+    pub fn new(
+        tenant: TenantId,
+        tx: Transaction<'static, Sqlite>,
+        notices: Option<broadcast::Sender<CommitNotice>>,
+    ) -> Self {
+        Self {
+            tenant,
+            tx,
+            notices,
+            appended: Vec::new(),
+        }
     }
 
     /// Starts `SELECT * FROM table WHERE tenant_id = $tenant`, for filters to extend.
@@ -242,6 +255,14 @@ impl TenantRead for SqliteTenant {
         .into_iter()
         .map(LoggedEvent::try_from)
         .collect()
+    }
+
+    async fn oldest_event_seq(&mut self) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE tenant_id = $1")
+            .bind(self.tenant.0)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_err)
     }
 
     async fn last_event_seq(&mut self) -> StoreResult<i64> {
@@ -598,10 +619,20 @@ impl TenantTx for SqliteTenant {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
+        self.appended.push(logged.clone());
         Ok(logged)
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+        let this = *self;
+        this.tx.commit().await.map_err(map_err)?;
+        if let (Some(notices), false) = (this.notices, this.appended.is_empty()) {
+            // No receiver (no gateway running) is not an error.
+            let _ = notices.send(CommitNotice {
+                tenant_id: this.tenant,
+                events: std::sync::Arc::new(this.appended),
+            });
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,8 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
 
 use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter, Contact,
@@ -40,6 +43,9 @@ pub trait Store: Send + Sync + 'static {
     /// The key whose secret hashes to `key_hash`, with its tenant's state.
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyWithTenant>>;
 
+    /// A key by id, with its tenant's state (for tokens that name their key).
+    async fn find_api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyWithTenant>>;
+
     /// Records that a key was used; callers throttle this.
     async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()>;
 
@@ -49,6 +55,13 @@ pub trait Store: Send + Sync + 'static {
     /// Opens a write transaction on one tenant's data. Dropping it without
     /// [`TenantTx::commit`] rolls everything back.
     async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>>;
+
+    /// Deletes events older than `older_than` from every tenant's log (retention).
+    async fn prune_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Wake-ups sent after every commit that appended events. A missed notice loses
+    /// nothing: the event log stays the source, notices only say where to look.
+    fn commit_notices(&self) -> broadcast::Receiver<CommitNotice>;
 
     /// Closes connections; called once on shutdown.
     async fn close(&self);
@@ -81,6 +94,8 @@ pub trait TenantRead: Send {
     async fn list_events(&mut self, since: i64, limit: u32) -> StoreResult<Vec<LoggedEvent>>;
     /// The sequence number of the tenant's latest event (0 when none).
     async fn last_event_seq(&mut self) -> StoreResult<i64>;
+    /// The oldest sequence number still in the log, if any (older ones were pruned).
+    async fn oldest_event_seq(&mut self) -> StoreResult<Option<i64>>;
 }
 
 /// A write transaction within one tenant.
@@ -123,4 +138,11 @@ pub trait TenantTx: TenantRead {
 
     /// Makes every write of this transaction durable and visible.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Says that a tenant's log grew, carrying the events this commit appended.
+#[derive(Clone, Debug)]
+pub struct CommitNotice {
+    pub tenant_id: TenantId,
+    pub events: Arc<Vec<LoggedEvent>>,
 }

@@ -29,7 +29,7 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{auth, error, error::ApiError, metrics, state::AppState};
+use crate::{auth, error, error::ApiError, gateway, metrics, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -67,8 +67,11 @@ fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Open
         .merge(activities::router())
         .merge(deals::router())
         .merge(logs::router())
+        .merge(gateway::token_router())
         .split_for_parts();
-    let (ops, ops_doc) = ops::router().split_for_parts();
+    let (ops, ops_doc) = ops::router()
+        .merge(gateway::socket_router())
+        .split_for_parts();
     doc.merge(ops_doc);
     (tenant_api, ops, doc)
 }

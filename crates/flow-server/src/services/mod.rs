@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod deals;
 pub mod leads;
 pub mod tenants;
+pub mod voice;
 
 use chrono::{DateTime, Utc};
 use flow_store::{LoggedEvent, NewAuditEntry, NewEvent, Store, TenantRead, TenantTx};

@@ -103,10 +103,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let store = open_store(&config).await.expect("store opens");
     let a = make_tenant(&*store, "Tenant A").await;
     let b = make_tenant(&*store, "Tenant B").await;
-    let server = Server::bind(store.clone(), config).await.expect("binds");
-    let address = server.local_addr();
     let shutdown = CancellationToken::new();
-    tokio::spawn(server.run(shutdown.clone()));
+    let server = Server::bind(store.clone(), config, shutdown.clone())
+        .await
+        .expect("binds");
+    let address = server.local_addr();
+    tokio::spawn(server.run());
     TestApp {
         address,
         client: reqwest::Client::new(),

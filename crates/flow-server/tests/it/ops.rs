@@ -122,6 +122,8 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/deals", &["get", "post"]),
         ("/deals/{id}", &["get", "patch"]),
         ("/events/log", &["get"]),
+        ("/events", &["get"]),
+        ("/events/token", &["post"]),
         ("/audit", &["get"]),
         ("/health", &["get"]),
         ("/metrics", &["get"]),
