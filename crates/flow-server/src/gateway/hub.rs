@@ -13,7 +13,7 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
-use flow_store::{EventType, LoggedEvent, Store, TenantId};
+use flow_store::{EventType, LoggedEvent, Store, StoreError, TenantId};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -98,7 +98,7 @@ impl Hub {
             };
             match notice {
                 Ok(notice) => {
-                    let tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+                    let tenants = self.lock();
                     if let Some(channel) = tenants.get(&notice.tenant_id) {
                         channel
                             .pending
@@ -110,7 +110,7 @@ impl Hub {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Notices were dropped: every dispatcher re-reads its log.
-                    let tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+                    let tenants = self.lock();
                     for channel in tenants.values() {
                         channel.wake.notify_one();
                     }
@@ -121,10 +121,26 @@ impl Hub {
     }
 
     /// A receiver of `tenant`'s live events, starting a dispatcher if none runs.
-    pub fn subscribe(&self, tenant: TenantId) -> broadcast::Receiver<Arc<EventFrame>> {
-        let mut tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+    ///
+    /// A new dispatcher starts from where the log stood before this call returned, so
+    /// every event after the subscriber's own starting point is broadcast.
+    pub async fn subscribe(
+        &self,
+        tenant: TenantId,
+    ) -> Result<broadcast::Receiver<Arc<EventFrame>>, StoreError> {
+        if let Some(channel) = self.lock().get(&tenant) {
+            return Ok(channel.sender.subscribe());
+        }
+        let last = self
+            .inner
+            .store
+            .read(tenant)
+            .await?
+            .last_event_seq()
+            .await?;
+        let mut tenants = self.lock();
         if let Some(channel) = tenants.get(&tenant) {
-            return channel.sender.subscribe();
+            return Ok(channel.sender.subscribe());
         }
         let (sender, receiver) = broadcast::channel(self.inner.capacity);
         let channel = TenantChannel {
@@ -138,13 +154,16 @@ impl Hub {
             sender,
             wake: channel.wake.clone(),
             pending: channel.pending.clone(),
-            last: None,
+            last,
         };
-        // Registered before the dispatcher reads where the log stands, so no notice
-        // between the two can be missed.
         tenants.insert(tenant, channel);
+        // Its first round reads the log from `last`, catching what was committed meanwhile.
         tokio::spawn(dispatcher.run());
-        receiver
+        Ok(receiver)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, TenantChannel>> {
+        self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -155,7 +174,7 @@ struct Dispatcher {
     wake: Arc<Notify>,
     pending: Arc<Mutex<Vec<LoggedEvent>>>,
     /// The last sequence number broadcast.
-    last: Option<i64>,
+    last: i64,
 }
 
 impl Dispatcher {
@@ -177,20 +196,8 @@ impl Dispatcher {
 
     /// Broadcasts every event after `last`: straight from the notices when they continue
     /// the sequence, otherwise from the log.
-    async fn dispatch(&mut self) -> Result<(), flow_store::StoreError> {
-        let last = match self.last {
-            Some(last) => last,
-            None => {
-                let mut tx = self.hub.inner.store.read(self.tenant).await?;
-                let current = tx.last_event_seq().await?;
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-                self.last = Some(current);
-                return Ok(());
-            }
-        };
+    async fn dispatch(&mut self) -> Result<(), StoreError> {
+        let last = self.last;
         let mut announced =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         announced.retain(|e| e.seq > last);
@@ -207,8 +214,7 @@ impl Dispatcher {
         }
         let mut tx = self.hub.inner.store.read(self.tenant).await?;
         loop {
-            let from = self.last.unwrap_or(last);
-            let batch = tx.list_events(from, 500).await?;
+            let batch = tx.list_events(self.last, 500).await?;
             for event in &batch {
                 self.publish(event);
             }
@@ -228,7 +234,7 @@ impl Dispatcher {
         for app in &frame.target_apps {
             metrics.ws_event_published(event_type, &logged.event.source, app);
         }
-        self.last = Some(logged.seq);
+        self.last = logged.seq;
         // No receivers right now is fine: the socket that subscribes next reads the log.
         let _ = self.sender.send(frame);
     }

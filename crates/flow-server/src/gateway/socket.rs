@@ -71,10 +71,22 @@ impl Subscription {
 pub async fn serve(socket: WebSocket, state: AppState, caller: Caller) {
     let app = caller.source_app.clone();
     let tenant = caller.tenant_id;
+    let live = match state.hub.subscribe(tenant).await {
+        Ok(live) => live,
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the event stream");
+            let mut socket = socket;
+            let frame = CloseFrame {
+                code: close_code::ERROR,
+                reason: Utf8Bytes::from_static("event log unavailable"),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            return;
+        }
+    };
     let gauge = state
         .metrics
         .ws_connection_opened(&tenant.to_string(), &app);
-    let live = state.hub.subscribe(tenant);
     let (sink, stream) = socket.split();
     let (control_tx, control_rx) = mpsc::channel(64);
     let writer = Writer {

@@ -137,6 +137,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Stops the server as SIGTERM would.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)

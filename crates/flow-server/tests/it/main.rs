@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod contacts;
 mod events_audit;
+mod gateway;
 mod isolation;
 mod leads;
 mod ops;
