@@ -43,6 +43,26 @@ pub struct Config {
     pub event_retention_hours: u64,
 }
 
+/// Every setting's name, for reading `FLOW_<NAME>` from the environment.
+const SETTINGS: &[&str] = &[
+    "host",
+    "port",
+    "data_dir",
+    "database_url",
+    "log_format",
+    "cors_allowed_origins",
+    "max_body_bytes",
+    "request_timeout_secs",
+    "default_rate_limit_per_minute",
+    "db_read_connections",
+    "secret_key",
+    "ws_buffer_events",
+    "ws_heartbeat_secs",
+    "ws_idle_timeout_secs",
+    "ws_send_timeout_secs",
+    "event_retention_hours",
+];
+
 /// Settings given on the command line, which win over everything else.
 #[derive(Default, Serialize)]
 pub struct Overrides {
@@ -69,7 +89,9 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("FLOW_").ignore(&["config"]))
+            // Only Flow's own keys: other FLOW_* variables (FLOW_BIN in scripts, ...) are not
+            // settings and must not stop the server from starting.
+            .merge(Env::prefixed("FLOW_").only(SETTINGS))
             .merge(Env::raw().only(&["database_url"]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -222,6 +244,34 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.port, 4000);
         assert!(config.database_url().ends_with("data/flow.db"));
+    }
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        let defaults = serde_json::to_value(Config::defaults()).unwrap();
+        let mut names: Vec<&str> = defaults
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort();
+        let mut listed = SETTINGS.to_vec();
+        listed.sort();
+        assert_eq!(names, listed);
+    }
+
+    #[test]
+    // figment's Jail fixes the closure's error type; its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
+    fn unrelated_flow_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOW_BIN", "/usr/local/bin/flow");
+            jail.set_env("FLOW_PORT", "4321");
+            let config = Config::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.port, 4321);
+            Ok(())
+        });
     }
 
     #[test]
