@@ -1,12 +1,15 @@
 //! Flow's embedded backend: one SQLite file in WAL mode.
 //!
-//! Writes go through a single-connection pool, so writers queue in Rust instead of
-//! spinning on SQLite's busy handler; reads use their own pool and never block writes.
+//! Statements run inline on the calling task (rusqlite), not on a worker thread: an
+//! indexed SQLite statement takes microseconds, less than handing it to another thread
+//! and back. Writers queue on one connection behind an async mutex (SQLite has one writer
+//! anyway); readers use a small pool and never block the writer.
 
+mod pool;
 mod rows;
 mod tenant;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,15 +17,13 @@ use flow_store::{
     ApiKeyId, ApiKeyWithTenant, CommitNotice, Constraint, Store, StoreError, StoreResult, Tenant,
     TenantId, TenantRead, TenantTx,
 };
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
-};
+use rusqlite::{params, OptionalExtension};
 use tokio::sync::broadcast;
 
-use crate::{rows::TenantRow, tenant::SqliteTenant};
+use crate::{pool::Pool, tenant::SqliteTenant};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_core.sql")];
 
 /// Tuning for [`SqliteStore::open`].
 #[derive(Clone, Debug)]
@@ -45,43 +46,27 @@ impl Default for SqliteOptions {
 /// The SQLite implementation of [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pool: Arc<Pool>,
     notices: broadcast::Sender<CommitNotice>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or a plain path).
     pub async fn open(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
-        let base = if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url).map_err(internal)?
-        } else {
-            SqliteConnectOptions::new().filename(Path::new(url))
-        };
-        let base = base
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // With WAL, NORMAL keeps the database consistent after a crash and loses at
-            // most the last transactions on power failure; FULL would fsync every commit.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            .pragma("cache_size", "-16000")
-            .pragma("temp_store", "memory");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(base.clone())
-            .await
-            .map_err(map_err)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(base.read_only(true));
+        let path = PathBuf::from(
+            url.strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url),
+        );
         let (notices, _) = broadcast::channel(1024);
+        let pool = Pool::open(
+            &path,
+            options.read_connections.max(1) as usize,
+            options.acquire_timeout,
+            notices.clone(),
+        )?;
         Ok(Self {
-            writer,
-            reader,
+            pool: Arc::new(pool),
             notices,
         })
     }
@@ -94,17 +79,29 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR
-            .run(&self.writer)
-            .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+        let writer = self.pool.writer_autocommit().await?;
+        let applied: i64 = writer
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(map_err)?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let version = index + 1;
+            writer
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
+                ))
+                .map_err(|e| {
+                    let _ = writer.execute_batch("ROLLBACK");
+                    StoreError::Internal(format!("migration {version} failed: {e}"))
+                })?;
+            tracing::info!(version, "applied migration");
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map(|_| ())
+        let reader = self.pool.reader().await?;
+        reader
+            .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(map_err)
     }
 
@@ -116,95 +113,69 @@ impl Store for SqliteStore {
             active: true,
             created_at: now(),
         };
-        sqlx::query(
-            "INSERT INTO tenants (id, name, slug, active, created_at) VALUES ($1, $2, $3, 1, $4)",
-        )
-        .bind(tenant.id.0)
-        .bind(&tenant.name)
-        .bind(&tenant.slug)
-        .bind(micros(tenant.created_at))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached("INSERT INTO tenants (id, name, slug, active, created_at) VALUES (?1, ?2, ?3, 1, ?4)")
+            .and_then(|mut s| s.execute(params![tenant.id.0, tenant.name, tenant.slug, micros(tenant.created_at)]))
+            .map_err(map_err)?;
         Ok(tenant)
     }
 
     async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant> {
-        sqlx::query_as::<_, TenantRow>("SELECT * FROM tenants WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?
+        self.query_tenant("SELECT * FROM tenants WHERE id = ?1", id.0)
+            .await?
             .ok_or(StoreError::NotFound)
-            .map(Into::into)
     }
 
     async fn find_tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
-        Ok(
-            sqlx::query_as::<_, TenantRow>("SELECT * FROM tenants WHERE slug = $1")
-                .bind(slug)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(map_err)?
-                .map(Into::into),
-        )
+        self.query_tenant("SELECT * FROM tenants WHERE slug = ?1", slug.to_owned())
+            .await
     }
 
     async fn set_tenant_active(&self, id: TenantId, active: bool) -> StoreResult<()> {
-        let result = sqlx::query("UPDATE tenants SET active = $1 WHERE id = $2")
-            .bind(active)
-            .bind(id.0)
-            .execute(&self.writer)
-            .await
+        let writer = self.pool.writer_autocommit().await?;
+        let changed = writer
+            .prepare_cached("UPDATE tenants SET active = ?1 WHERE id = ?2")
+            .and_then(|mut s| s.execute(params![active, id.0]))
             .map_err(map_err)?;
-        if result.rows_affected() == 0 {
+        if changed == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        Ok(
-            sqlx::query_as::<_, TenantRow>("SELECT * FROM tenants ORDER BY id")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(map_err)?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-        )
+        let reader = self.pool.reader().await?;
+        let mut statement = reader
+            .prepare_cached("SELECT * FROM tenants ORDER BY id")
+            .map_err(map_err)?;
+        let rows = statement.query_map([], rows::tenant).map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyWithTenant>> {
-        let row = sqlx::query_as::<_, rows::ApiKeyRow>(
-            "SELECT k.*, t.active AS tenant_active FROM api_keys k
-             JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1",
-        )
-        .bind(&key_hash[..])
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
-        row.map(rows::ApiKeyRow::into_with_tenant).transpose()
+        self.query_key("k.key_hash = ?1", key_hash.to_vec()).await
     }
 
     async fn find_api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyWithTenant>> {
-        let row = sqlx::query_as::<_, rows::ApiKeyRow>(
-            "SELECT k.*, t.active AS tenant_active FROM api_keys k
-             JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
-        row.map(rows::ApiKeyRow::into_with_tenant).transpose()
+        self.query_key("k.id = ?1", id.0).await
+    }
+
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2")
+            .and_then(|mut s| s.execute(params![micros(at), id.0]))
+            .map(drop)
+            .map_err(map_err)
     }
 
     async fn prune_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
-        sqlx::query("DELETE FROM events WHERE created_at < $1")
-            .bind(micros(older_than))
-            .execute(&self.writer)
-            .await
-            .map(|r| r.rows_affected())
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached("DELETE FROM events WHERE created_at < ?1")
+            .and_then(|mut s| s.execute(params![micros(older_than)]))
+            .map(|n| n as u64)
             .map_err(map_err)
     }
 
@@ -212,39 +183,49 @@ impl Store for SqliteStore {
         self.notices.subscribe()
     }
 
-    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-            .bind(micros(at))
-            .bind(id.0)
-            .execute(&self.writer)
-            .await
-            .map(|_| ())
-            .map_err(map_err)
-    }
-
     async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>> {
-        let tx = self.reader.begin().await.map_err(map_err)?;
-        Ok(Box::new(SqliteTenant::new(tenant, tx, None)))
+        let reader = self.pool.reader().await?;
+        Ok(Box::new(SqliteTenant::read(tenant, reader)?))
     }
 
     async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>> {
-        // IMMEDIATE takes the write lock up front: a deferred transaction that reads and
-        // then writes can fail with SQLITE_BUSY if another process (the CLI) wrote meanwhile.
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        Ok(Box::new(SqliteTenant::new(
-            tenant,
-            tx,
-            Some(self.notices.clone()),
-        )))
+        let writer = self.pool.writer().await?;
+        Ok(Box::new(SqliteTenant::write(tenant, writer)?))
     }
 
     async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.pool.close();
+    }
+}
+
+impl SqliteStore {
+    async fn query_tenant(
+        &self,
+        sql: &str,
+        key: impl rusqlite::ToSql,
+    ) -> StoreResult<Option<Tenant>> {
+        let reader = self.pool.reader().await?;
+        reader
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row([key], rows::tenant).optional())
+            .map_err(map_err)
+    }
+
+    async fn query_key(
+        &self,
+        condition: &str,
+        key: impl rusqlite::ToSql,
+    ) -> StoreResult<Option<ApiKeyWithTenant>> {
+        let reader = self.pool.reader().await?;
+        let sql = format!(
+            "SELECT k.*, t.active AS tenant_active FROM api_keys k
+             JOIN tenants t ON t.id = k.tenant_id WHERE {condition}"
+        );
+        let row = reader
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row([key], rows::api_key_row).optional())
+            .map_err(map_err)?;
+        row.map(rows::ApiKeyRow::into_with_tenant).transpose()
     }
 }
 
@@ -257,40 +238,42 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-pub(crate) fn from_micros(value: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(value)
-        .ok_or_else(|| StoreError::Internal(format!("timestamp out of range: {value}")))
-}
-
 pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
 /// The one place where SQLite's errors become [`StoreError`]s.
-pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
     match &e {
-        sqlx::Error::RowNotFound => StoreError::NotFound,
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let message = db.message();
-            let constraint = if message.contains("contacts.email") {
-                Constraint::ContactEmailUnique
-            } else if message.contains("tenants.slug") {
-                Constraint::TenantSlugUnique
-            } else if message.contains("api_keys.key_hash") {
-                Constraint::ApiKeyUnique
-            } else {
-                Constraint::Other("unique")
-            };
-            StoreError::Constraint(constraint)
-        }
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::Constraint(Constraint::ForeignKey)
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(db) if db.message().contains("database is locked") => {
-            StoreError::Unavailable(e.to_string())
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let message = message.as_deref().unwrap_or_default();
+            match failure.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    let constraint = if message.contains("contacts.email") {
+                        Constraint::ContactEmailUnique
+                    } else if message.contains("tenants.slug") {
+                        Constraint::TenantSlugUnique
+                    } else if message.contains("api_keys.key_hash") {
+                        Constraint::ApiKeyUnique
+                    } else {
+                        Constraint::Other("unique")
+                    };
+                    StoreError::Constraint(constraint)
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::Constraint(Constraint::ForeignKey),
+                _ if matches!(
+                    failure.code,
+                    ffi::ErrorCode::DatabaseBusy
+                        | ffi::ErrorCode::DatabaseLocked
+                        | ffi::ErrorCode::CannotOpen
+                ) =>
+                {
+                    StoreError::Unavailable(e.to_string())
+                }
+                _ => StoreError::Internal(e.to_string()),
+            }
         }
         _ => StoreError::Internal(e.to_string()),
     }

@@ -1,63 +1,71 @@
-//! Row shapes as SQLite returns them, and their conversion into domain types.
+//! Rows as SQLite returns them, turned into domain types.
 
+use chrono::{DateTime, Utc};
 use flow_store::{
     Activity, Actor, ApiKey, ApiKeyWithTenant, AuditEntry, Contact, CrossAppEvent, Deal,
-    DealStatus, EntityType, EventType, Lead, LeadStatus, LoggedEvent, StoreError, StoreResult,
-    Tenant,
+    DealStatus, EntityType, EventPriority, EventType, Lead, LeadStatus, LoggedEvent, StoreError,
+    StoreResult, Tenant,
 };
+use rusqlite::{types::Type, Row};
 use serde_json::Value;
-use uuid::Uuid;
 
-use crate::{from_micros, internal};
+use crate::internal;
 
-fn json(text: &str) -> StoreResult<Value> {
-    serde_json::from_str(text).map_err(internal)
+fn invalid(what: &str, raw: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        Type::Text,
+        format!("unexpected {what} in database: {raw}").into(),
+    )
 }
 
-fn opt_json(text: Option<String>) -> StoreResult<Option<Value>> {
-    text.as_deref().map(json).transpose()
+fn time(row: &Row, column: &str) -> rusqlite::Result<DateTime<Utc>> {
+    let micros: i64 = row.get(column)?;
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| invalid("timestamp", micros))
 }
 
-fn bad(what: &str, value: &str) -> StoreError {
-    StoreError::Internal(format!("unexpected {what} in database: {value:?}"))
+fn opt_time(row: &Row, column: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    row.get::<_, Option<i64>>(column)?
+        .map(|micros| {
+            DateTime::from_timestamp_micros(micros).ok_or_else(|| invalid("timestamp", micros))
+        })
+        .transpose()
 }
 
-#[derive(sqlx::FromRow)]
-pub struct TenantRow {
-    id: Uuid,
-    name: String,
-    slug: String,
-    active: bool,
-    created_at: i64,
+fn json(row: &Row, column: &str) -> rusqlite::Result<Value> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| invalid("JSON", e))
 }
 
-impl From<TenantRow> for Tenant {
-    fn from(row: TenantRow) -> Self {
-        Tenant {
-            id: row.id.into(),
-            name: row.name,
-            slug: row.slug,
-            active: row.active,
-            created_at: from_micros(row.created_at).unwrap_or_default(),
-        }
-    }
+fn opt_json(row: &Row, column: &str) -> rusqlite::Result<Option<Value>> {
+    row.get::<_, Option<String>>(column)?
+        .map(|text| serde_json::from_str(&text).map_err(|e| invalid("JSON", e)))
+        .transpose()
 }
 
-#[derive(sqlx::FromRow)]
+pub fn tenant(row: &Row) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        name: row.get("name")?,
+        slug: row.get("slug")?,
+        active: row.get("active")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// An API key row with its hash and tenant state, before validation.
 pub struct ApiKeyRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    name: String,
-    prefix: String,
+    key: ApiKey,
     key_hash: Vec<u8>,
-    permissions: String,
-    allowed_apps: String,
-    rate_limit_per_minute: i64,
-    active: bool,
-    created_at: i64,
-    last_used_at: Option<i64>,
-    #[sqlx(default)]
-    tenant_active: Option<bool>,
+    tenant_active: bool,
+}
+
+pub fn api_key_row(row: &Row) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        key: api_key(row)?,
+        key_hash: row.get("key_hash")?,
+        tenant_active: row.get("tenant_active")?,
+    })
 }
 
 impl ApiKeyRow {
@@ -66,242 +74,156 @@ impl ApiKeyRow {
             .key_hash
             .as_slice()
             .try_into()
-            .map_err(|_| bad("key hash length", &self.key_hash.len().to_string()))?;
-        let tenant_active = self.tenant_active.unwrap_or(false);
+            .map_err(|_| StoreError::Internal("stored key hash is not 32 bytes".into()))?;
         Ok(ApiKeyWithTenant {
-            key: self.into_key()?,
+            key: self.key,
             key_hash,
-            tenant_active,
-        })
-    }
-
-    pub fn into_key(self) -> StoreResult<ApiKey> {
-        Ok(ApiKey {
-            id: self.id.into(),
-            tenant_id: self.tenant_id.into(),
-            name: self.name,
-            prefix: self.prefix,
-            permissions: serde_json::from_str(&self.permissions).map_err(internal)?,
-            allowed_apps: serde_json::from_str(&self.allowed_apps).map_err(internal)?,
-            rate_limit_per_minute: u32::try_from(self.rate_limit_per_minute).unwrap_or(u32::MAX),
-            active: self.active,
-            created_at: from_micros(self.created_at)?,
-            last_used_at: self.last_used_at.map(from_micros).transpose()?,
+            tenant_active: self.tenant_active,
         })
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct LeadRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    contact_id: Option<Uuid>,
-    first_name: String,
-    last_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    company: Option<String>,
-    source: String,
-    status: String,
-    notes: Option<String>,
-    assigned_to: Option<String>,
-    created_at: i64,
-    updated_at: i64,
+pub fn api_key(row: &Row) -> rusqlite::Result<ApiKey> {
+    let list = |column: &str| -> rusqlite::Result<Vec<String>> {
+        let text: String = row.get(column)?;
+        serde_json::from_str(&text).map_err(|e| invalid(column, e))
+    };
+    Ok(ApiKey {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        name: row.get("name")?,
+        prefix: row.get("prefix")?,
+        permissions: list("permissions")?,
+        allowed_apps: list("allowed_apps")?,
+        rate_limit_per_minute: u32::try_from(row.get::<_, i64>("rate_limit_per_minute")?)
+            .unwrap_or(u32::MAX),
+        active: row.get("active")?,
+        created_at: time(row, "created_at")?,
+        last_used_at: opt_time(row, "last_used_at")?,
+    })
 }
 
-impl TryFrom<LeadRow> for Lead {
-    type Error = StoreError;
-    fn try_from(row: LeadRow) -> StoreResult<Self> {
-        Ok(Lead {
-            id: row.id.into(),
-            tenant_id: row.tenant_id.into(),
-            contact_id: row.contact_id.map(Into::into),
-            first_name: row.first_name,
-            last_name: row.last_name,
-            email: row.email,
-            phone: row.phone,
-            company: row.company,
-            source: row.source,
-            status: LeadStatus::parse(&row.status)
-                .ok_or_else(|| bad("lead status", &row.status))?,
-            notes: row.notes,
-            assigned_to: row.assigned_to,
-            created_at: from_micros(row.created_at)?,
-            updated_at: from_micros(row.updated_at)?,
-        })
-    }
+pub fn lead(row: &Row) -> rusqlite::Result<Lead> {
+    let status: String = row.get("status")?;
+    Ok(Lead {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        contact_id: row
+            .get::<_, Option<uuid::Uuid>>("contact_id")?
+            .map(Into::into),
+        first_name: row.get("first_name")?,
+        last_name: row.get("last_name")?,
+        email: row.get("email")?,
+        phone: row.get("phone")?,
+        company: row.get("company")?,
+        source: row.get("source")?,
+        status: LeadStatus::parse(&status).ok_or_else(|| invalid("lead status", &status))?,
+        notes: row.get("notes")?,
+        assigned_to: row.get("assigned_to")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
 }
 
-#[derive(sqlx::FromRow)]
-pub struct ContactRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    company: Option<String>,
-    source: Option<String>,
-    consent: bool,
-    created_at: i64,
-    updated_at: i64,
+pub fn contact(row: &Row) -> rusqlite::Result<Contact> {
+    Ok(Contact {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        first_name: row.get("first_name")?,
+        last_name: row.get("last_name")?,
+        email: row.get("email")?,
+        phone: row.get("phone")?,
+        company: row.get("company")?,
+        source: row.get("source")?,
+        consent: row.get("consent")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
 }
 
-impl TryFrom<ContactRow> for Contact {
-    type Error = StoreError;
-    fn try_from(row: ContactRow) -> StoreResult<Self> {
-        Ok(Contact {
-            id: row.id.into(),
-            tenant_id: row.tenant_id.into(),
-            first_name: row.first_name,
-            last_name: row.last_name,
-            email: row.email,
-            phone: row.phone,
-            company: row.company,
-            source: row.source,
-            consent: row.consent,
-            created_at: from_micros(row.created_at)?,
-            updated_at: from_micros(row.updated_at)?,
-        })
-    }
+pub fn activity(row: &Row) -> rusqlite::Result<Activity> {
+    let entity_type: String = row.get("entity_type")?;
+    Ok(Activity {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        activity_type: row.get("type")?,
+        entity_type: EntityType::parse(&entity_type)
+            .ok_or_else(|| invalid("entity type", &entity_type))?,
+        entity_id: row.get("entity_id")?,
+        description: row.get("description")?,
+        data: json(row, "data")?,
+        created_at: time(row, "created_at")?,
+    })
 }
 
-#[derive(sqlx::FromRow)]
-pub struct ActivityRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    #[sqlx(rename = "type")]
-    activity_type: String,
-    entity_type: String,
-    entity_id: Uuid,
-    description: Option<String>,
-    data: String,
-    created_at: i64,
+pub fn deal(row: &Row) -> rusqlite::Result<Deal> {
+    let status: String = row.get("status")?;
+    Ok(Deal {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        title: row.get("title")?,
+        amount: row.get("amount")?,
+        currency: row.get("currency")?,
+        stage: row.get("stage")?,
+        status: DealStatus::parse(&status).ok_or_else(|| invalid("deal status", &status))?,
+        contact_id: row
+            .get::<_, Option<uuid::Uuid>>("contact_id")?
+            .map(Into::into),
+        lead_id: row.get::<_, Option<uuid::Uuid>>("lead_id")?.map(Into::into),
+        closed_at: opt_time(row, "closed_at")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
 }
 
-impl TryFrom<ActivityRow> for Activity {
-    type Error = StoreError;
-    fn try_from(row: ActivityRow) -> StoreResult<Self> {
-        Ok(Activity {
-            id: row.id.into(),
-            tenant_id: row.tenant_id.into(),
-            activity_type: row.activity_type,
-            entity_type: EntityType::parse(&row.entity_type)
-                .ok_or_else(|| bad("entity type", &row.entity_type))?,
-            entity_id: row.entity_id,
-            description: row.description,
-            data: json(&row.data)?,
-            created_at: from_micros(row.created_at)?,
-        })
-    }
+pub fn audit(row: &Row) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        actor: Actor {
+            kind: row.get("actor_type")?,
+            id: row.get("actor_id")?,
+        },
+        source_app: row.get("source_app")?,
+        action: row.get("action")?,
+        entity_type: row.get("entity_type")?,
+        entity_id: row.get("entity_id")?,
+        before: opt_json(row, "before")?,
+        after: opt_json(row, "after")?,
+        request_id: row.get("request_id")?,
+        created_at: time(row, "created_at")?,
+    })
 }
 
-#[derive(sqlx::FromRow)]
-pub struct DealRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    title: String,
-    amount: i64,
-    currency: String,
-    stage: Option<String>,
-    status: String,
-    contact_id: Option<Uuid>,
-    lead_id: Option<Uuid>,
-    closed_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
+pub fn event(row: &Row) -> rusqlite::Result<LoggedEvent> {
+    let event_type: String = row.get("type")?;
+    let priority: String = row.get("priority")?;
+    let target: String = row.get("target")?;
+    Ok(LoggedEvent {
+        seq: row.get("seq")?,
+        event: CrossAppEvent {
+            id: row.get::<_, uuid::Uuid>("id")?.into(),
+            event_type: EventType::parse(&event_type)
+                .ok_or_else(|| invalid("event type", &event_type))?,
+            source: row.get("source")?,
+            target: serde_json::from_str(&target).map_err(|e| invalid("event target", e))?,
+            tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+            timestamp: time(row, "created_at")?,
+            data: json(row, "data")?,
+            priority: priority_from(&priority)?,
+        },
+    })
 }
 
-impl TryFrom<DealRow> for Deal {
-    type Error = StoreError;
-    fn try_from(row: DealRow) -> StoreResult<Self> {
-        Ok(Deal {
-            id: row.id.into(),
-            tenant_id: row.tenant_id.into(),
-            title: row.title,
-            amount: row.amount,
-            currency: row.currency,
-            stage: row.stage,
-            status: DealStatus::parse(&row.status)
-                .ok_or_else(|| bad("deal status", &row.status))?,
-            contact_id: row.contact_id.map(Into::into),
-            lead_id: row.lead_id.map(Into::into),
-            closed_at: row.closed_at.map(from_micros).transpose()?,
-            created_at: from_micros(row.created_at)?,
-            updated_at: from_micros(row.updated_at)?,
-        })
-    }
+fn priority_from(name: &str) -> rusqlite::Result<EventPriority> {
+    serde_json::from_value(Value::String(name.to_owned()))
+        .map_err(|_| invalid("event priority", name))
 }
 
-#[derive(sqlx::FromRow)]
-pub struct AuditRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    actor_type: String,
-    actor_id: String,
-    source_app: String,
-    action: String,
-    entity_type: String,
-    entity_id: String,
-    before: Option<String>,
-    after: Option<String>,
-    request_id: Option<String>,
-    created_at: i64,
-}
-
-impl TryFrom<AuditRow> for AuditEntry {
-    type Error = StoreError;
-    fn try_from(row: AuditRow) -> StoreResult<Self> {
-        Ok(AuditEntry {
-            id: row.id.into(),
-            tenant_id: row.tenant_id.into(),
-            actor: Actor {
-                kind: row.actor_type,
-                id: row.actor_id,
-            },
-            source_app: row.source_app,
-            action: row.action,
-            entity_type: row.entity_type,
-            entity_id: row.entity_id,
-            before: opt_json(row.before)?,
-            after: opt_json(row.after)?,
-            request_id: row.request_id,
-            created_at: from_micros(row.created_at)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub struct EventRow {
-    tenant_id: Uuid,
-    seq: i64,
-    id: Uuid,
-    #[sqlx(rename = "type")]
-    event_type: String,
-    source: String,
-    target: String,
-    data: String,
-    priority: String,
-    created_at: i64,
-}
-
-impl TryFrom<EventRow> for LoggedEvent {
-    type Error = StoreError;
-    fn try_from(row: EventRow) -> StoreResult<Self> {
-        Ok(LoggedEvent {
-            seq: row.seq,
-            event: CrossAppEvent {
-                id: row.id.into(),
-                event_type: EventType::parse(&row.event_type)
-                    .ok_or_else(|| bad("event type", &row.event_type))?,
-                source: row.source,
-                target: serde_json::from_str(&row.target).map_err(internal)?,
-                tenant_id: row.tenant_id.into(),
-                timestamp: from_micros(row.created_at)?,
-                data: json(&row.data)?,
-                priority: serde_json::from_value(Value::String(row.priority.clone()))
-                    .map_err(|_| bad("event priority", &row.priority))?,
-            },
-        })
+/// The storage name of a priority.
+pub fn priority_name(priority: EventPriority) -> StoreResult<String> {
+    match serde_json::to_value(priority).map_err(internal)? {
+        Value::String(name) => Ok(name),
+        other => Err(internal(format!("priority serialised as {other}"))),
     }
 }

@@ -1,4 +1,6 @@
-//! One tenant's view of the database: every statement carries `tenant_id = $tenant`.
+//! One tenant's view of the database: every statement carries `tenant_id = ?1`.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use flow_store::{
@@ -7,116 +9,183 @@ use flow_store::{
     LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, StoreError, StoreResult,
     TenantId, TenantRead, TenantTx,
 };
-use sqlx::{QueryBuilder, Sqlite, Transaction};
-use tokio::sync::broadcast;
+use rusqlite::{
+    params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
+};
+
 use uuid::Uuid;
 
 use crate::{
     internal, map_err, micros, now,
-    rows::{ActivityRow, ApiKeyRow, AuditRow, ContactRow, DealRow, EventRow, LeadRow},
+    pool::{Reader, WriterGuard},
+    rows,
 };
 
-/// A transaction bound to one tenant; read-only when opened on the reader pool.
+enum Conn {
+    Read(Reader),
+    Write(WriterGuard),
+    /// Committed: the connection went back to its pool.
+    Done,
+}
+
+/// A transaction bound to one tenant: read-only on a reader, a unit of work on the writer.
 pub struct SqliteTenant {
     tenant: TenantId,
-    tx: Transaction<'static, Sqlite>,
-    /// Where write transactions announce the events they committed.
-    notices: Option<broadcast::Sender<CommitNotice>>,
+    conn: Conn,
     appended: Vec<LoggedEvent>,
 }
 
 impl SqliteTenant {
-    pub fn new(
-        tenant: TenantId,
-        tx: Transaction<'static, Sqlite>,
-        notices: Option<broadcast::Sender<CommitNotice>>,
-    ) -> Self {
-        Self {
+    pub fn read(tenant: TenantId, reader: Reader) -> StoreResult<Self> {
+        // One snapshot for all reads of this view.
+        reader.execute_batch("BEGIN").map_err(map_err)?;
+        Ok(Self {
             tenant,
-            tx,
-            notices,
+            conn: Conn::Read(reader),
             appended: Vec::new(),
+        })
+    }
+
+    pub fn write(tenant: TenantId, mut writer: WriterGuard) -> StoreResult<Self> {
+        writer.begin_unit()?;
+        Ok(Self {
+            tenant,
+            conn: Conn::Write(writer),
+            appended: Vec::new(),
+        })
+    }
+
+    fn conn(&self) -> &Connection {
+        match &self.conn {
+            Conn::Read(reader) => reader,
+            Conn::Write(writer) => writer,
+            Conn::Done => unreachable!("a committed transaction is not used again"),
         }
     }
 
-    /// Starts `SELECT * FROM table WHERE tenant_id = $tenant`, for filters to extend.
-    fn select(&self, table: &str) -> QueryBuilder<'static, Sqlite> {
-        let mut query = QueryBuilder::new(format!("SELECT * FROM {table} WHERE tenant_id = "));
-        query.push_bind(self.tenant.0);
-        query
+    fn tenant_id_value(&self) -> SqlValue {
+        SqlValue::Blob(self.tenant.0.as_bytes().to_vec())
     }
 
-    async fn fetch_page<R, T>(
-        &mut self,
-        mut query: QueryBuilder<'static, Sqlite>,
+    /// Runs `sql` (which must start `... WHERE tenant_id = ?1`) with extra conditions and
+    /// keyset paging, newest first.
+    fn page<T>(
+        &self,
+        mut query: Query,
         before: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<T>>
-    where
-        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-        T: TryFrom<R, Error = StoreError>,
-    {
+        map: fn(&Row) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
         if let Some(before) = before {
-            query.push(" AND id < ").push_bind(before);
+            query.and("id < ?", uuid_value(before));
         }
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        query
-            .build_query_as::<R>()
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .map(T::try_from)
-            .collect()
+        query.sql.push_str(" ORDER BY id DESC LIMIT ?");
+        query.values.push(SqlValue::Integer(i64::from(limit)));
+        let sql = query.numbered();
+        let mut statement = self.conn().prepare_cached(&sql).map_err(map_err)?;
+        let rows = statement
+            .query_map(params_from_iter(query.values.iter()), map)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
     }
 
-    async fn fetch_one_by_id<R, T>(&mut self, table: &str, id: Uuid) -> StoreResult<T>
-    where
-        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-        T: TryFrom<R, Error = StoreError>,
-    {
-        let mut query = self.select(table);
-        query.push(" AND id = ").push_bind(id);
-        query
-            .build_query_as::<R>()
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or(StoreError::NotFound)
-            .and_then(T::try_from)
+    fn one<T>(
+        &self,
+        table: &str,
+        id: Uuid,
+        map: fn(&Row) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let sql = format!("SELECT * FROM {table} WHERE tenant_id = ?1 AND id = ?2");
+        self.conn()
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params![self.tenant.0, id], map))
+            .map_err(map_err)
     }
 
-    async fn execute_expecting_row<'q>(
-        &mut self,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> StoreResult<()> {
-        let result = query.execute(&mut *self.tx).await.map_err(map_err)?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+    fn select(&self, table: &str) -> Query {
+        Query {
+            sql: format!("SELECT * FROM {table} WHERE tenant_id = ?"),
+            values: vec![self.tenant_id_value()],
         }
-        Ok(())
+    }
+
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+        self.conn()
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(params))
+            .map_err(map_err)
+    }
+
+    /// Executes an UPDATE or DELETE that must hit a row of this tenant.
+    fn execute_one(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<()> {
+        match self.execute(sql, params)? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
     }
 }
 
-fn push_text_search(query: &mut QueryBuilder<'static, Sqlite>, columns: &[&str], text: &str) {
-    // LIKE with an explicit escape so user input never acts as a wildcard.
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    let pattern = format!("%{escaped}%");
-    query.push(" AND (");
-    for (i, column) in columns.iter().enumerate() {
-        if i > 0 {
-            query.push(" OR ");
+impl Drop for SqliteTenant {
+    fn drop(&mut self) {
+        match &mut self.conn {
+            Conn::Read(reader) => {
+                let _ = reader.execute_batch("ROLLBACK");
+            }
+            Conn::Write(writer) => writer.abandon_unit(),
+            Conn::Done => {}
         }
-        query.push(format!("{column} LIKE "));
-        query.push_bind(pattern.clone());
-        query.push(" ESCAPE '\\'");
     }
-    query.push(")");
+}
+
+fn uuid_value(id: Uuid) -> SqlValue {
+    SqlValue::Blob(id.as_bytes().to_vec())
+}
+
+/// A SELECT being assembled from optional filters; `?` placeholders are numbered at the end.
+struct Query {
+    sql: String,
+    values: Vec<SqlValue>,
+}
+
+impl Query {
+    fn and(&mut self, condition: &str, value: SqlValue) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+        self.values.push(value);
+    }
+
+    /// Matches `text` in any of `columns`. LIKE with an explicit escape, so user input
+    /// never acts as a wildcard.
+    fn text_search(&mut self, columns: &[&str], text: &str) {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        let conditions: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
+            .collect();
+        self.sql
+            .push_str(&format!(" AND ({})", conditions.join(" OR ")));
+        for _ in columns {
+            self.values.push(SqlValue::Text(pattern.clone()));
+        }
+    }
+
+    /// Numbers the placeholders `?1, ?2, ...` so equal queries share a cached statement.
+    fn numbered(&self) -> String {
+        let mut out = String::with_capacity(self.sql.len() + 8);
+        let mut n = 0;
+        for c in self.sql.chars() {
+            out.push(c);
+            if c == '?' {
+                n += 1;
+                out.push_str(&n.to_string());
+            }
+        }
+        out
+    }
 }
 
 #[async_trait]
@@ -126,152 +195,163 @@ impl TenantRead for SqliteTenant {
     }
 
     async fn get_lead(&mut self, id: LeadId) -> StoreResult<Lead> {
-        self.fetch_one_by_id::<LeadRow, _>("leads", id.0).await
+        self.one("leads", id.0, rows::lead)
     }
 
     async fn list_leads(&mut self, filter: &LeadFilter) -> StoreResult<Vec<Lead>> {
         let mut query = self.select("leads");
         if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
+            query.and("status = ?", SqlValue::Text(status.as_str().into()));
         }
         if let Some(source) = &filter.source {
-            query.push(" AND source = ").push_bind(source.clone());
+            query.and("source = ?", SqlValue::Text(source.clone()));
         }
         if let Some(after) = filter.created_after {
-            query.push(" AND created_at > ").push_bind(micros(after));
+            query.and("created_at > ?", SqlValue::Integer(micros(after)));
         }
         if let Some(text) = &filter.text {
-            push_text_search(
-                &mut query,
+            query.text_search(
                 &["first_name", "last_name", "email", "company", "phone"],
                 text,
             );
         }
-        self.fetch_page::<LeadRow, _>(query, filter.before.map(|id| id.0), filter.limit)
-            .await
+        self.page(
+            query,
+            filter.before.map(|id| id.0),
+            filter.limit,
+            rows::lead,
+        )
     }
 
     async fn count_leads_by_contact(&mut self, contact: ContactId) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE tenant_id = $1 AND contact_id = $2")
-            .bind(self.tenant.0)
-            .bind(contact.0)
-            .fetch_one(&mut *self.tx)
-            .await
+        self.conn()
+            .prepare_cached("SELECT COUNT(*) FROM leads WHERE tenant_id = ?1 AND contact_id = ?2")
+            .and_then(|mut s| s.query_row(params![self.tenant.0, contact.0], |r| r.get(0)))
             .map_err(map_err)
     }
 
     async fn get_contact(&mut self, id: ContactId) -> StoreResult<Contact> {
-        self.fetch_one_by_id::<ContactRow, _>("contacts", id.0)
-            .await
+        self.one("contacts", id.0, rows::contact)
     }
 
     async fn find_contact_by_email(&mut self, email: &str) -> StoreResult<Option<Contact>> {
-        sqlx::query_as::<_, ContactRow>(
-            "SELECT * FROM contacts WHERE tenant_id = $1 AND email = $2",
-        )
-        .bind(self.tenant.0)
-        .bind(email)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .map(Contact::try_from)
-        .transpose()
+        self.conn()
+            .prepare_cached("SELECT * FROM contacts WHERE tenant_id = ?1 AND email = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![self.tenant.0, email], rows::contact)
+                    .optional()
+            })
+            .map_err(map_err)
     }
 
     async fn list_contacts(&mut self, filter: &ContactFilter) -> StoreResult<Vec<Contact>> {
         let mut query = self.select("contacts");
         if let Some(email) = &filter.email {
-            query.push(" AND email = ").push_bind(email.clone());
+            query.and("email = ?", SqlValue::Text(email.clone()));
         }
         if let Some(text) = &filter.text {
-            push_text_search(
-                &mut query,
+            query.text_search(
                 &["first_name", "last_name", "email", "company", "phone"],
                 text,
             );
         }
-        self.fetch_page::<ContactRow, _>(query, filter.before.map(|id| id.0), filter.limit)
-            .await
+        self.page(
+            query,
+            filter.before.map(|id| id.0),
+            filter.limit,
+            rows::contact,
+        )
     }
 
     async fn list_activities(&mut self, filter: &ActivityFilter) -> StoreResult<Vec<Activity>> {
         let mut query = self.select("activities");
         if let Some(entity) = filter.entity_id {
-            query.push(" AND entity_id = ").push_bind(entity);
+            query.and("entity_id = ?", uuid_value(entity));
         }
         if let Some(kind) = &filter.activity_type {
-            query.push(" AND type = ").push_bind(kind.clone());
+            query.and("type = ?", SqlValue::Text(kind.clone()));
         }
-        self.fetch_page::<ActivityRow, _>(query, filter.before.map(|id| id.0), filter.limit)
-            .await
+        self.page(
+            query,
+            filter.before.map(|id| id.0),
+            filter.limit,
+            rows::activity,
+        )
     }
 
     async fn get_deal(&mut self, id: DealId) -> StoreResult<Deal> {
-        self.fetch_one_by_id::<DealRow, _>("deals", id.0).await
+        self.one("deals", id.0, rows::deal)
     }
 
     async fn list_deals(&mut self, filter: &DealFilter) -> StoreResult<Vec<Deal>> {
         let mut query = self.select("deals");
         if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
+            query.and("status = ?", SqlValue::Text(status.as_str().into()));
         }
         if let Some(contact) = filter.contact_id {
-            query.push(" AND contact_id = ").push_bind(contact.0);
+            query.and("contact_id = ?", uuid_value(contact.0));
         }
-        self.fetch_page::<DealRow, _>(query, filter.before.map(|id| id.0), filter.limit)
-            .await
+        self.page(
+            query,
+            filter.before.map(|id| id.0),
+            filter.limit,
+            rows::deal,
+        )
     }
 
     async fn list_api_keys(&mut self) -> StoreResult<Vec<ApiKey>> {
-        sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY id")
-            .bind(self.tenant.0)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .map(ApiKeyRow::into_key)
-            .collect()
+        let mut statement = self
+            .conn()
+            .prepare_cached("SELECT * FROM api_keys WHERE tenant_id = ?1 ORDER BY id")
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map(params![self.tenant.0], rows::api_key)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
         let mut query = self.select("audit_log");
         if let Some(entity) = &filter.entity_id {
-            query.push(" AND entity_id = ").push_bind(entity.clone());
+            query.and("entity_id = ?", SqlValue::Text(entity.clone()));
         }
-        self.fetch_page::<AuditRow, _>(query, filter.before.map(|id| id.0), filter.limit)
-            .await
+        self.page(
+            query,
+            filter.before.map(|id| id.0),
+            filter.limit,
+            rows::audit,
+        )
     }
 
     async fn list_events(&mut self, since: i64, limit: u32) -> StoreResult<Vec<LoggedEvent>> {
-        sqlx::query_as::<_, EventRow>(
-            "SELECT * FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(self.tenant.0)
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .into_iter()
-        .map(LoggedEvent::try_from)
-        .collect()
-    }
-
-    async fn oldest_event_seq(&mut self) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE tenant_id = $1")
-            .bind(self.tenant.0)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)
+        let mut statement = self
+            .conn()
+            .prepare_cached(
+                "SELECT * FROM events WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map(params![self.tenant.0, since, i64::from(limit)], rows::event)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn last_event_seq(&mut self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT event_seq FROM tenants WHERE id = $1")
-            .bind(self.tenant.0)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
+        self.conn()
+            .prepare_cached("SELECT event_seq FROM tenants WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![self.tenant.0], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
             .map(Option::unwrap_or_default)
+            .map_err(map_err)
+    }
+
+    async fn oldest_event_seq(&mut self) -> StoreResult<Option<i64>> {
+        self.conn()
+            .prepare_cached("SELECT MIN(seq) FROM events WHERE tenant_id = ?1")
+            .and_then(|mut s| s.query_row(params![self.tenant.0], |r| r.get(0)))
+            .map_err(map_err)
     }
 }
 
@@ -283,76 +363,67 @@ impl TenantTx for SqliteTenant {
     }
 
     async fn insert_lead(&mut self, lead: &Lead) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(
             "INSERT INTO leads (id, tenant_id, contact_id, first_name, last_name, email, phone,
                 company, source, status, notes, assigned_to, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                lead.id.0,
+                self.tenant.0,
+                lead.contact_id.map(|c| c.0),
+                lead.first_name,
+                lead.last_name,
+                lead.email,
+                lead.phone,
+                lead.company,
+                lead.source,
+                lead.status.as_str(),
+                lead.notes,
+                lead.assigned_to,
+                micros(lead.created_at),
+                micros(lead.updated_at),
+            ],
         )
-        .bind(lead.id.0)
-        .bind(self.tenant.0)
-        .bind(lead.contact_id.map(|c| c.0))
-        .bind(&lead.first_name)
-        .bind(&lead.last_name)
-        .bind(&lead.email)
-        .bind(&lead.phone)
-        .bind(&lead.company)
-        .bind(&lead.source)
-        .bind(lead.status.as_str())
-        .bind(&lead.notes)
-        .bind(&lead.assigned_to)
-        .bind(micros(lead.created_at))
-        .bind(micros(lead.updated_at))
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(map_err)
+        .map(drop)
     }
 
     async fn update_lead(&mut self, lead: &Lead) -> StoreResult<()> {
-        let tenant = self.tenant.0;
-        self.execute_expecting_row(
-            sqlx::query(
-                "UPDATE leads SET contact_id = $1, first_name = $2, last_name = $3, email = $4,
-                    phone = $5, company = $6, source = $7, status = $8, notes = $9,
-                    assigned_to = $10, updated_at = $11
-                 WHERE tenant_id = $12 AND id = $13",
-            )
-            .bind(lead.contact_id.map(|c| c.0))
-            .bind(&lead.first_name)
-            .bind(&lead.last_name)
-            .bind(&lead.email)
-            .bind(&lead.phone)
-            .bind(&lead.company)
-            .bind(&lead.source)
-            .bind(lead.status.as_str())
-            .bind(&lead.notes)
-            .bind(&lead.assigned_to)
-            .bind(micros(lead.updated_at))
-            .bind(tenant)
-            .bind(lead.id.0),
+        self.execute_one(
+            "UPDATE leads SET contact_id = ?1, first_name = ?2, last_name = ?3, email = ?4,
+                phone = ?5, company = ?6, source = ?7, status = ?8, notes = ?9,
+                assigned_to = ?10, updated_at = ?11
+             WHERE tenant_id = ?12 AND id = ?13",
+            params![
+                lead.contact_id.map(|c| c.0),
+                lead.first_name,
+                lead.last_name,
+                lead.email,
+                lead.phone,
+                lead.company,
+                lead.source,
+                lead.status.as_str(),
+                lead.notes,
+                lead.assigned_to,
+                micros(lead.updated_at),
+                self.tenant.0,
+                lead.id.0,
+            ],
         )
-        .await
     }
 
     async fn delete_lead(&mut self, id: LeadId) -> StoreResult<()> {
-        let tenant = self.tenant.0;
-        self.execute_expecting_row(
-            sqlx::query("DELETE FROM leads WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id.0),
+        self.execute_one(
+            "DELETE FROM leads WHERE tenant_id = ?1 AND id = ?2",
+            params![self.tenant.0, id.0],
         )
-        .await
     }
 
     async fn move_leads(&mut self, from: ContactId, to: ContactId) -> StoreResult<u64> {
-        sqlx::query("UPDATE leads SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3")
-            .bind(to.0)
-            .bind(self.tenant.0)
-            .bind(from.0)
-            .execute(&mut *self.tx)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(map_err)
+        self.execute(
+            "UPDATE leads SET contact_id = ?1 WHERE tenant_id = ?2 AND contact_id = ?3",
+            params![to.0, self.tenant.0, from.0],
+        )
+        .map(|n| n as u64)
     }
 
     async fn lock_contact(&mut self, id: ContactId) -> StoreResult<Contact> {
@@ -360,89 +431,79 @@ impl TenantTx for SqliteTenant {
     }
 
     async fn insert_contact(&mut self, contact: &Contact) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(
             "INSERT INTO contacts (id, tenant_id, first_name, last_name, email, phone, company,
                 source, consent, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                contact.id.0,
+                self.tenant.0,
+                contact.first_name,
+                contact.last_name,
+                contact.email,
+                contact.phone,
+                contact.company,
+                contact.source,
+                contact.consent,
+                micros(contact.created_at),
+                micros(contact.updated_at),
+            ],
         )
-        .bind(contact.id.0)
-        .bind(self.tenant.0)
-        .bind(&contact.first_name)
-        .bind(&contact.last_name)
-        .bind(&contact.email)
-        .bind(&contact.phone)
-        .bind(&contact.company)
-        .bind(&contact.source)
-        .bind(contact.consent)
-        .bind(micros(contact.created_at))
-        .bind(micros(contact.updated_at))
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(map_err)
+        .map(drop)
     }
 
     async fn update_contact(&mut self, contact: &Contact) -> StoreResult<()> {
-        let tenant = self.tenant.0;
-        self.execute_expecting_row(
-            sqlx::query(
-                "UPDATE contacts SET first_name = $1, last_name = $2, email = $3, phone = $4,
-                    company = $5, source = $6, consent = $7, updated_at = $8
-                 WHERE tenant_id = $9 AND id = $10",
-            )
-            .bind(&contact.first_name)
-            .bind(&contact.last_name)
-            .bind(&contact.email)
-            .bind(&contact.phone)
-            .bind(&contact.company)
-            .bind(&contact.source)
-            .bind(contact.consent)
-            .bind(micros(contact.updated_at))
-            .bind(tenant)
-            .bind(contact.id.0),
+        self.execute_one(
+            "UPDATE contacts SET first_name = ?1, last_name = ?2, email = ?3, phone = ?4,
+                company = ?5, source = ?6, consent = ?7, updated_at = ?8
+             WHERE tenant_id = ?9 AND id = ?10",
+            params![
+                contact.first_name,
+                contact.last_name,
+                contact.email,
+                contact.phone,
+                contact.company,
+                contact.source,
+                contact.consent,
+                micros(contact.updated_at),
+                self.tenant.0,
+                contact.id.0,
+            ],
         )
-        .await
     }
 
     async fn delete_contact(&mut self, id: ContactId) -> StoreResult<()> {
-        let tenant = self.tenant.0;
-        self.execute_expecting_row(
-            sqlx::query("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id.0),
+        self.execute_one(
+            "DELETE FROM contacts WHERE tenant_id = ?1 AND id = ?2",
+            params![self.tenant.0, id.0],
         )
-        .await
     }
 
     async fn insert_activity(&mut self, activity: &Activity) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(
             "INSERT INTO activities (id, tenant_id, type, entity_type, entity_id, description,
                 data, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                activity.id.0,
+                self.tenant.0,
+                activity.activity_type,
+                activity.entity_type.as_str(),
+                activity.entity_id,
+                activity.description,
+                activity.data.to_string(),
+                micros(activity.created_at),
+            ],
         )
-        .bind(activity.id.0)
-        .bind(self.tenant.0)
-        .bind(&activity.activity_type)
-        .bind(activity.entity_type.as_str())
-        .bind(activity.entity_id)
-        .bind(&activity.description)
-        .bind(activity.data.to_string())
-        .bind(micros(activity.created_at))
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(map_err)
+        .map(drop)
     }
 
     async fn move_activities(&mut self, from: Uuid, to: Uuid) -> StoreResult<u64> {
-        sqlx::query("UPDATE activities SET entity_id = $1 WHERE tenant_id = $2 AND entity_id = $3")
-            .bind(to)
-            .bind(self.tenant.0)
-            .bind(from)
-            .execute(&mut *self.tx)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(map_err)
+        self.execute(
+            "UPDATE activities SET entity_id = ?1 WHERE tenant_id = ?2 AND entity_id = ?3",
+            params![to, self.tenant.0, from],
+        )
+        .map(|n| n as u64)
     }
 
     async fn lock_deal(&mut self, id: DealId) -> StoreResult<Deal> {
@@ -450,61 +511,55 @@ impl TenantTx for SqliteTenant {
     }
 
     async fn insert_deal(&mut self, deal: &Deal) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(
             "INSERT INTO deals (id, tenant_id, title, amount, currency, stage, status, contact_id,
                 lead_id, closed_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                deal.id.0,
+                self.tenant.0,
+                deal.title,
+                deal.amount,
+                deal.currency,
+                deal.stage,
+                deal.status.as_str(),
+                deal.contact_id.map(|c| c.0),
+                deal.lead_id.map(|l| l.0),
+                deal.closed_at.map(micros),
+                micros(deal.created_at),
+                micros(deal.updated_at),
+            ],
         )
-        .bind(deal.id.0)
-        .bind(self.tenant.0)
-        .bind(&deal.title)
-        .bind(deal.amount)
-        .bind(&deal.currency)
-        .bind(&deal.stage)
-        .bind(deal.status.as_str())
-        .bind(deal.contact_id.map(|c| c.0))
-        .bind(deal.lead_id.map(|l| l.0))
-        .bind(deal.closed_at.map(micros))
-        .bind(micros(deal.created_at))
-        .bind(micros(deal.updated_at))
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(map_err)
+        .map(drop)
     }
 
     async fn update_deal(&mut self, deal: &Deal) -> StoreResult<()> {
-        let tenant = self.tenant.0;
-        self.execute_expecting_row(
-            sqlx::query(
-                "UPDATE deals SET title = $1, amount = $2, currency = $3, stage = $4, status = $5,
-                    contact_id = $6, lead_id = $7, closed_at = $8, updated_at = $9
-                 WHERE tenant_id = $10 AND id = $11",
-            )
-            .bind(&deal.title)
-            .bind(deal.amount)
-            .bind(&deal.currency)
-            .bind(&deal.stage)
-            .bind(deal.status.as_str())
-            .bind(deal.contact_id.map(|c| c.0))
-            .bind(deal.lead_id.map(|l| l.0))
-            .bind(deal.closed_at.map(micros))
-            .bind(micros(deal.updated_at))
-            .bind(tenant)
-            .bind(deal.id.0),
+        self.execute_one(
+            "UPDATE deals SET title = ?1, amount = ?2, currency = ?3, stage = ?4, status = ?5,
+                contact_id = ?6, lead_id = ?7, closed_at = ?8, updated_at = ?9
+             WHERE tenant_id = ?10 AND id = ?11",
+            params![
+                deal.title,
+                deal.amount,
+                deal.currency,
+                deal.stage,
+                deal.status.as_str(),
+                deal.contact_id.map(|c| c.0),
+                deal.lead_id.map(|l| l.0),
+                deal.closed_at.map(micros),
+                micros(deal.updated_at),
+                self.tenant.0,
+                deal.id.0,
+            ],
         )
-        .await
     }
 
     async fn move_deals(&mut self, from: ContactId, to: ContactId) -> StoreResult<u64> {
-        sqlx::query("UPDATE deals SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3")
-            .bind(to.0)
-            .bind(self.tenant.0)
-            .bind(from.0)
-            .execute(&mut *self.tx)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(map_err)
+        self.execute(
+            "UPDATE deals SET contact_id = ?1 WHERE tenant_id = ?2 AND contact_id = ?3",
+            params![to.0, self.tenant.0, from.0],
+        )
+        .map(|n| n as u64)
     }
 
     async fn insert_api_key(&mut self, key: &NewApiKey) -> StoreResult<ApiKey> {
@@ -520,70 +575,66 @@ impl TenantTx for SqliteTenant {
             created_at: now(),
             last_used_at: None,
         };
-        sqlx::query(
+        self.execute(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, permissions,
                 allowed_apps, rate_limit_per_minute, active, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
-        )
-        .bind(stored.id.0)
-        .bind(self.tenant.0)
-        .bind(&stored.name)
-        .bind(&stored.prefix)
-        .bind(&key.key_hash[..])
-        .bind(serde_json::to_string(&stored.permissions).map_err(internal)?)
-        .bind(serde_json::to_string(&stored.allowed_apps).map_err(internal)?)
-        .bind(i64::from(stored.rate_limit_per_minute))
-        .bind(micros(stored.created_at))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+            params![
+                stored.id.0,
+                self.tenant.0,
+                stored.name,
+                stored.prefix,
+                &key.key_hash[..],
+                serde_json::to_string(&stored.permissions).map_err(internal)?,
+                serde_json::to_string(&stored.allowed_apps).map_err(internal)?,
+                i64::from(stored.rate_limit_per_minute),
+                micros(stored.created_at),
+            ],
+        )?;
         Ok(stored)
     }
 
     async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()> {
-        let tenant = self.tenant.0;
-        self.execute_expecting_row(
-            sqlx::query("UPDATE api_keys SET active = 0 WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id.0),
+        self.execute_one(
+            "UPDATE api_keys SET active = 0 WHERE tenant_id = ?1 AND id = ?2",
+            params![self.tenant.0, id.0],
         )
-        .await
     }
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(
             "INSERT INTO audit_log (id, tenant_id, actor_type, actor_id, source_app, action,
                 entity_type, entity_id, before, after, request_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                AuditId::new().0,
+                self.tenant.0,
+                entry.actor.kind,
+                entry.actor.id,
+                entry.source_app,
+                entry.action,
+                entry.entity_type,
+                entry.entity_id,
+                entry.before.as_ref().map(|v| v.to_string()),
+                entry.after.as_ref().map(|v| v.to_string()),
+                entry.request_id,
+                micros(now()),
+            ],
         )
-        .bind(AuditId::new().0)
-        .bind(self.tenant.0)
-        .bind(&entry.actor.kind)
-        .bind(&entry.actor.id)
-        .bind(&entry.source_app)
-        .bind(&entry.action)
-        .bind(&entry.entity_type)
-        .bind(&entry.entity_id)
-        .bind(entry.before.as_ref().map(|v| v.to_string()))
-        .bind(entry.after.as_ref().map(|v| v.to_string()))
-        .bind(&entry.request_id)
-        .bind(micros(now()))
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(map_err)
+        .map(drop)
     }
 
     async fn append_event(&mut self, event: &NewEvent) -> StoreResult<LoggedEvent> {
-        // The counter row serialises a tenant's writers, so sequence order is commit order.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
-        )
-        .bind(self.tenant.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or(StoreError::NotFound)?;
+        // The counter row is written under the transaction's write lock, so sequence order
+        // is commit order.
+        let seq: i64 = self
+            .conn()
+            .prepare_cached(
+                "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = ?1 RETURNING event_seq",
+            )
+            .and_then(|mut s| s.query_row(params![self.tenant.0], |r| r.get(0)).optional())
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
         let logged = LoggedEvent {
             seq,
             event: CrossAppEvent {
@@ -602,37 +653,37 @@ impl TenantTx for SqliteTenant {
                 priority: event.priority,
             },
         };
-        let priority = serde_json::to_value(logged.event.priority).map_err(internal)?;
-        sqlx::query(
+        self.execute(
             "INSERT INTO events (tenant_id, seq, id, type, source, target, data, priority, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(self.tenant.0)
-        .bind(seq)
-        .bind(logged.event.id.0)
-        .bind(event.event_type.as_str())
-        .bind(&event.source)
-        .bind(serde_json::to_string(&logged.event.target).map_err(internal)?)
-        .bind(event.data.to_string())
-        .bind(priority.as_str().unwrap_or("medium"))
-        .bind(micros(logged.event.timestamp))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                self.tenant.0,
+                seq,
+                logged.event.id.0,
+                event.event_type.as_str(),
+                event.source,
+                serde_json::to_string(&logged.event.target).map_err(internal)?,
+                event.data.to_string(),
+                rows::priority_name(logged.event.priority)?,
+                micros(logged.event.timestamp),
+            ],
+        )?;
         self.appended.push(logged.clone());
         Ok(logged)
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        let this = *self;
-        this.tx.commit().await.map_err(map_err)?;
-        if let (Some(notices), false) = (this.notices, this.appended.is_empty()) {
-            // No receiver (no gateway running) is not an error.
-            let _ = notices.send(CommitNotice {
-                tenant_id: this.tenant,
-                events: std::sync::Arc::new(this.appended),
-            });
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        match std::mem::replace(&mut self.conn, Conn::Done) {
+            Conn::Write(writer) => {
+                let appended = std::mem::take(&mut self.appended);
+                let notice = (!appended.is_empty()).then(|| CommitNotice {
+                    tenant_id: self.tenant,
+                    events: Arc::new(appended),
+                });
+                writer.finish_unit(notice).await
+            }
+            Conn::Read(reader) => reader.execute_batch("COMMIT").map_err(map_err),
+            Conn::Done => Ok(()),
         }
-        Ok(())
     }
 }

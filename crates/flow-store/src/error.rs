@@ -4,7 +4,7 @@ use std::fmt;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Why a storage operation failed, in terms the API layer can map to a status code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The row does not exist for this tenant (which includes other tenants' rows).
     #[error("not found")]

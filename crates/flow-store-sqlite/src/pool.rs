@@ -1,0 +1,349 @@
+//! Connections: one writer behind an async mutex, a few readers behind a semaphore.
+//!
+//! The writer group-commits. Each unit of work runs in a SAVEPOINT inside one outer
+//! transaction. A finished unit lets the units already queued for the writer run first;
+//! the first unit to find the writer free again COMMITs for all of them (or the batch
+//! fills up), and every unit's `commit` returns only after that COMMIT. Under load one
+//! COMMIT covers many units, so the WAL is written once per batch, not once per request.
+
+use std::{
+    ops::Deref,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use flow_store::{CommitNotice, StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{broadcast, oneshot, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+
+use crate::map_err;
+
+/// Units of work committed together at most.
+const MAX_BATCH: usize = 128;
+
+/// A waiting unit flushes its batch itself after this long (doubling), in case the writer's
+/// holder was cancelled before it could.
+const FLUSH_FALLBACK: Duration = Duration::from_millis(2);
+
+/// The writer connection and the batch it is building.
+pub struct WriterState {
+    conn: Connection,
+    /// An outer transaction is open.
+    in_tx: bool,
+    /// Units released into the open transaction, waiting for its COMMIT.
+    waiters: Vec<Waiter>,
+}
+
+struct Waiter {
+    done: oneshot::Sender<StoreResult<()>>,
+    notice: Option<CommitNotice>,
+}
+
+pub struct Pool {
+    writer: Arc<tokio::sync::Mutex<WriterState>>,
+    /// Writers queued for the mutex; while there are some, a finished unit leaves the
+    /// batch open for them.
+    waiting: Arc<AtomicUsize>,
+    notices: broadcast::Sender<CommitNotice>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
+    acquire_timeout: Duration,
+    closed: AtomicBool,
+}
+
+fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // With WAL, NORMAL keeps the database consistent after a crash and loses at most the
+    // last transactions on power failure; FULL would fsync every commit.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -16000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 4000;",
+    )?;
+    if read_only {
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+    }
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn, read_only)?;
+    Ok(conn)
+}
+
+impl Pool {
+    pub fn open(
+        path: &Path,
+        readers: usize,
+        acquire_timeout: Duration,
+        notices: broadcast::Sender<CommitNotice>,
+    ) -> StoreResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("creating {}: {e}", parent.display()))
+            })?;
+        }
+        // The writer first: it creates the file and switches it to WAL.
+        let writer = open_connection(path, false).map_err(map_err)?;
+        let readers = (0..readers)
+            .map(|_| open_connection(path, true))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        Ok(Self {
+            writer: Arc::new(tokio::sync::Mutex::new(WriterState {
+                conn: writer,
+                in_tx: false,
+                waiters: Vec::new(),
+            })),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            notices,
+            reader_slots: Arc::new(Semaphore::new(readers.len())),
+            readers: Arc::new(Mutex::new(readers)),
+            acquire_timeout,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn check_open(&self) -> StoreResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("database is closed".into()));
+        }
+        Ok(())
+    }
+
+    /// The writer connection, exclusively, waiting in line behind other writers.
+    pub async fn writer(&self) -> StoreResult<WriterGuard> {
+        self.check_open()?;
+        let queued = Queued::new(&self.waiting);
+        let guard = tokio::time::timeout(self.acquire_timeout, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?;
+        drop(queued);
+        self.check_open()?;
+        Ok(WriterGuard {
+            state: Some(guard),
+            waiting: self.waiting.clone(),
+            notices: self.notices.clone(),
+        })
+    }
+
+    /// The writer for a one-off statement outside any unit of work: the open batch is
+    /// committed first, so the statement runs (and is visible) on its own.
+    pub async fn writer_autocommit(&self) -> StoreResult<WriterGuard> {
+        let mut writer = self.writer().await?;
+        writer.flush();
+        Ok(writer)
+    }
+
+    /// A reader connection, returned to the pool when dropped.
+    pub async fn reader(&self) -> StoreResult<Reader> {
+        self.check_open()?;
+        let permit = tokio::time::timeout(
+            self.acquire_timeout,
+            self.reader_slots.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("timed out waiting for a reader".into()))?
+        .map_err(|_| StoreError::Unavailable("database is closed".into()))?;
+        let conn = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("database is closed".into()))?;
+        Ok(Reader {
+            conn: Some(conn),
+            home: self.readers.clone(),
+            permit,
+        })
+    }
+
+    /// Refuses new work; connections close as their holders finish.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.reader_slots.close();
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// A pooled read-only connection.
+pub struct Reader {
+    conn: Option<Connection>,
+    home: Arc<Mutex<Vec<Connection>>>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Deref for Reader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // A closed pool drops the connection instead (the semaphore is closed too).
+            if !self.permit.semaphore().is_closed() {
+                self.home
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(conn);
+            }
+        }
+    }
+}
+
+/// Counts a writer queued for the mutex until it gets it or gives up.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Exclusive use of the writer connection.
+pub struct WriterGuard {
+    state: Option<OwnedMutexGuard<WriterState>>,
+    waiting: Arc<AtomicUsize>,
+    notices: broadcast::Sender<CommitNotice>,
+}
+
+impl Deref for WriterGuard {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.state.as_ref().expect("present until finished").conn
+    }
+}
+
+impl WriterGuard {
+    fn state(&mut self) -> &mut WriterState {
+        self.state.as_mut().expect("present until finished")
+    }
+
+    /// Starts a unit of work: a savepoint in the (possibly shared) outer transaction.
+    pub fn begin_unit(&mut self) -> StoreResult<()> {
+        let state = self.state();
+        if !state.in_tx {
+            // IMMEDIATE takes the write lock up front: another process (the CLI) writing
+            // meanwhile waits on the busy timeout instead of failing a later upgrade.
+            state
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(map_err)?;
+            state.in_tx = true;
+        }
+        state.conn.execute_batch("SAVEPOINT unit").map_err(map_err)
+    }
+
+    /// Undoes the current unit; the rest of the batch is unaffected.
+    pub fn abandon_unit(&mut self) {
+        let _ = self
+            .state()
+            .conn
+            .execute_batch("ROLLBACK TO unit; RELEASE unit");
+    }
+
+    /// Keeps the unit's changes and waits until they are committed to disk and visible.
+    pub async fn finish_unit(mut self, notice: Option<CommitNotice>) -> StoreResult<()> {
+        self.state()
+            .conn
+            .execute_batch("RELEASE unit")
+            .map_err(map_err)?;
+        let (done, mut committed) = oneshot::channel();
+        let state = self.state();
+        state.waiters.push(Waiter { done, notice });
+        if state.waiters.len() >= MAX_BATCH {
+            self.flush();
+        }
+        let writer = self.state.take().expect("present until finished");
+        let mutex = OwnedMutexGuard::mutex(&writer).clone();
+        drop(writer);
+        // Units queued for the writer run before this one tries to commit, and share the
+        // COMMIT; when nobody is queued the commit happens at once.
+        tokio::task::yield_now().await;
+        let mut patience = FLUSH_FALLBACK;
+        loop {
+            if let Ok(result) = committed.try_recv() {
+                return result;
+            }
+            // Whoever holds the writer flushes when it is done; if nobody does, flush now.
+            if let Ok(state) = mutex.clone().try_lock_owned() {
+                self.guard(state).flush();
+                continue;
+            }
+            tokio::select! {
+                result = &mut committed => {
+                    return result.unwrap_or_else(|_| Err(StoreError::Unavailable("writer went away".into())));
+                }
+                () = tokio::time::sleep(patience) => {
+                    let state = mutex.clone().lock_owned().await;
+                    self.guard(state).flush();
+                    patience = patience.saturating_mul(2);
+                }
+            }
+        }
+    }
+
+    fn guard(&self, state: OwnedMutexGuard<WriterState>) -> WriterGuard {
+        WriterGuard {
+            state: Some(state),
+            waiting: self.waiting.clone(),
+            notices: self.notices.clone(),
+        }
+    }
+
+    /// Commits the open batch, if any, and tells every unit in it how that went.
+    pub fn flush(&mut self) {
+        let notices = self.notices.clone();
+        let state = self.state();
+        if !state.in_tx {
+            return;
+        }
+        let result = state.conn.execute_batch("COMMIT").map_err(map_err);
+        if result.is_err() {
+            let _ = state.conn.execute_batch("ROLLBACK");
+        }
+        state.in_tx = false;
+        for waiter in state.waiters.drain(..) {
+            if let (Ok(()), Some(notice)) = (&result, waiter.notice) {
+                // No receiver (no gateway running) is not an error.
+                let _ = notices.send(notice);
+            }
+            let _ = waiter.done.send(result.clone());
+        }
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        // Leaving the writer with a batch open and nobody queued would strand its units.
+        if self.state.is_some() && self.waiting.load(Ordering::Acquire) == 0 {
+            self.flush();
+        }
+    }
+}
