@@ -41,6 +41,10 @@ pub struct Config {
     pub ws_idle_timeout_secs: u64,
     pub ws_send_timeout_secs: u64,
     pub event_retention_hours: u64,
+    pub worker_concurrency: u32,
+    pub worker_batch: u32,
+    pub worker_poll_ms: u64,
+    pub worker_lease_secs: u64,
 }
 
 /// Every setting's name, for reading `FLOW_<NAME>` from the environment.
@@ -61,6 +65,10 @@ const SETTINGS: &[&str] = &[
     "ws_idle_timeout_secs",
     "ws_send_timeout_secs",
     "event_retention_hours",
+    "worker_concurrency",
+    "worker_batch",
+    "worker_poll_ms",
+    "worker_lease_secs",
 ];
 
 /// Settings given on the command line, which win over everything else.
@@ -133,6 +141,9 @@ impl Config {
         }
         if self.ws_send_timeout_secs == 0 || self.event_retention_hours == 0 {
             bail!("ws_send_timeout_secs and event_retention_hours must be positive");
+        }
+        if self.worker_batch == 0 || self.worker_poll_ms == 0 || self.worker_lease_secs == 0 {
+            bail!("worker_batch, worker_poll_ms and worker_lease_secs must be positive");
         }
         if self.secret_key.as_ref().is_some_and(|k| k.len() < 32) {
             bail!("secret_key must be at least 32 characters");
@@ -230,6 +241,10 @@ impl fmt::Debug for Config {
             .field("ws_idle_timeout_secs", &self.ws_idle_timeout_secs)
             .field("ws_send_timeout_secs", &self.ws_send_timeout_secs)
             .field("event_retention_hours", &self.event_retention_hours)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_batch", &self.worker_batch)
+            .field("worker_poll_ms", &self.worker_poll_ms)
+            .field("worker_lease_secs", &self.worker_lease_secs)
             .finish()
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod metrics;
+pub mod queue;
 pub mod ratelimit;
 pub mod services;
 pub mod state;
@@ -78,15 +79,61 @@ impl Server {
         let state = self.state.clone();
         let hub = tokio::spawn(state.hub.clone().run());
         let pruner = tokio::spawn(prune_event_log(state.clone()));
+        let workers = spawn_workers(&state);
         let app = api::router(self.state);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
             .await
             .context("serving HTTP")?;
+        // Workers finish the job in hand, then stop.
+        for worker in workers {
+            let _ = worker.await;
+        }
         let _ = tokio::join!(hub, pruner);
         state.store.close().await;
         Ok(())
     }
+}
+
+/// Starts the queue workers (and the queue-size gauge) for this process.
+fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut worker = queue::worker::Worker::new(
+        state.store.clone(),
+        queue::worker::Processors::standard(),
+        std::sync::Arc::new(queue::SystemClock),
+        state.metrics.clone(),
+    );
+    worker.lease = std::time::Duration::from_secs(state.config.worker_lease_secs);
+    let poll = std::time::Duration::from_millis(state.config.worker_poll_ms);
+    let mut handles: Vec<_> = (0..state.config.worker_concurrency)
+        .map(|_| {
+            tokio::spawn(worker.clone().run(
+                state.work_signal.clone(),
+                poll,
+                state.config.worker_batch,
+                state.shutdown.clone(),
+            ))
+        })
+        .collect();
+    let gauge_state = state.clone();
+    handles.push(tokio::spawn(async move {
+        loop {
+            if let Ok(depths) = gauge_state.store.queue_depths().await {
+                for def in queue::QUEUES {
+                    let depth = depths
+                        .iter()
+                        .find(|(q, _)| q == def.name)
+                        .map_or(0, |(_, n)| *n);
+                    gauge_state.metrics.set_queue_size(def.name, depth);
+                }
+            }
+            tokio::select! {
+                () = gauge_state.shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
+    }));
+    handles
 }
 
 /// Applies the event log's retention once an hour (and once at start).

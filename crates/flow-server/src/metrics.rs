@@ -24,6 +24,9 @@ pub struct Metrics {
     ws_published: IntCounterVec,
     ws_delivery: Histogram,
     ws_slow_consumers: IntCounter,
+    jobs_processed: IntCounterVec,
+    job_duration: HistogramVec,
+    queue_size: IntGaugeVec,
 }
 
 /// Decrements the connection gauge when the connection ends.
@@ -85,6 +88,33 @@ impl Metrics {
             "Sockets disconnected because they could not keep up",
         )
         .expect("valid metric");
+        let jobs_processed = IntCounterVec::new(
+            Opts::new(
+                "message_queue_processed_total",
+                "Job attempts finished, by outcome",
+            ),
+            &["queue_name", "status"],
+        )
+        .expect("valid metric");
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "message_queue_job_duration_seconds",
+                "Time a job attempt ran",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0,
+            ]),
+            &["queue_name"],
+        )
+        .expect("valid metric");
+        let queue_size = IntGaugeVec::new(
+            Opts::new(
+                "message_queue_size",
+                "Jobs waiting (ready and delayed), all tenants",
+            ),
+            &["queue_name"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -92,6 +122,9 @@ impl Metrics {
             Box::new(ws_published.clone()),
             Box::new(ws_delivery.clone()),
             Box::new(ws_slow_consumers.clone()),
+            Box::new(jobs_processed.clone()),
+            Box::new(job_duration.clone()),
+            Box::new(queue_size.clone()),
         ] {
             registry.register(collector).expect("registered once");
         }
@@ -103,7 +136,25 @@ impl Metrics {
             ws_published,
             ws_delivery,
             ws_slow_consumers,
+            jobs_processed,
+            job_duration,
+            queue_size,
         }
+    }
+
+    /// Counts a finished job attempt (`completed`, `retried`, `dead`) and times it.
+    pub fn job_processed(&self, queue: &str, status: &str, duration: std::time::Duration) {
+        self.jobs_processed
+            .with_label_values(&[queue, status])
+            .inc();
+        self.job_duration
+            .with_label_values(&[queue])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Sets how many jobs wait in a queue.
+    pub fn set_queue_size(&self, queue: &str, size: u64) {
+        self.queue_size.with_label_values(&[queue]).set(size as i64);
     }
 
     /// Counts an open connection until the returned guard drops.

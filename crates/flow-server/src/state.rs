@@ -6,7 +6,8 @@ use flow_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::KeyUsage, config::Config, gateway::hub::Hub, metrics::Metrics, ratelimit::RateLimiter,
+    auth::KeyUsage, config::Config, gateway::hub::Hub, metrics::Metrics, queue::WorkSignal,
+    ratelimit::RateLimiter,
 };
 
 /// Shared server state; cheap to clone.
@@ -18,6 +19,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     pub key_usage: Arc<KeyUsage>,
     pub hub: Hub,
+    /// Wakes idle queue workers when jobs are enqueued.
+    pub work_signal: WorkSignal,
     /// Signs connection tokens.
     pub secret: Arc<[u8]>,
     /// Cancelled once on shutdown: sockets close with 1001, background tasks stop.
@@ -47,6 +50,7 @@ impl AppState {
             rate_limiter: Arc::new(RateLimiter::default()),
             key_usage: Arc::new(KeyUsage::default()),
             hub,
+            work_signal: WorkSignal::default(),
             secret: secret.into(),
             shutdown,
             started_at: Instant::now(),

@@ -14,8 +14,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    ApiKeyId, ApiKeyWithTenant, CommitNotice, Constraint, Store, StoreError, StoreResult, Tenant,
-    TenantId, TenantRead, TenantTx,
+    ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, Settlement,
+    Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::broadcast;
@@ -23,7 +23,10 @@ use tokio::sync::broadcast;
 use crate::{pool::Pool, tenant::SqliteTenant};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_core.sql"),
+    include_str!("../migrations/0002_jobs.sql"),
+];
 
 /// Tuning for [`SqliteStore::open`].
 #[derive(Clone, Debug)]
@@ -179,6 +182,122 @@ impl Store for SqliteStore {
             .map_err(map_err)
     }
 
+    async fn claim_jobs(&self, request: &ClaimRequest) -> StoreResult<Vec<Job>> {
+        if request.queues.is_empty() || request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let queues = vec!["?"; request.queues.len()].join(", ");
+        let claim = |condition: &str, order: &str| {
+            format!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?, updated_at = ?
+                 WHERE id IN (SELECT id FROM jobs WHERE {condition} AND queue IN ({queues}) {order} LIMIT ?)
+                 RETURNING *"
+            )
+        };
+        // Jobs whose worker died first, then due ones in priority order.
+        let expired = claim("state = 'running' AND lease_until < ?", "");
+        let due = claim(
+            "state = 'ready' AND run_at <= ?",
+            "ORDER BY queue_priority DESC, priority DESC, run_at, id",
+        );
+        let now = micros(request.now);
+        let lease = micros(request.lease_until);
+        self.unit(move |conn| {
+            let mut jobs = Vec::new();
+            for sql in [&expired, &due] {
+                let want = i64::from(request.limit) - jobs.len() as i64;
+                if want <= 0 {
+                    break;
+                }
+                let mut values: Vec<rusqlite::types::Value> =
+                    vec![lease.into(), now.into(), now.into()];
+                values.extend(request.queues.iter().map(|q| q.clone().into()));
+                values.push(want.into());
+                let numbered = tenant::number_placeholders(sql);
+                let mut statement = conn.prepare_cached(&numbered).map_err(map_err)?;
+                let rows = statement
+                    .query_map(rusqlite::params_from_iter(values.iter()), rows::job)
+                    .map_err(map_err)?;
+                for job in rows {
+                    jobs.push(job.map_err(map_err)?);
+                }
+            }
+            jobs.sort_by(|a, b| {
+                (b.queue_priority, b.priority, a.run_at, a.id).cmp(&(
+                    a.queue_priority,
+                    a.priority,
+                    b.run_at,
+                    b.id,
+                ))
+            });
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn settle_job(
+        &self,
+        id: JobId,
+        attempt: u32,
+        settlement: &Settlement,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let now = micros(now);
+        let (state, result, run_at, error) = match settlement {
+            Settlement::Completed { result } => ("completed", Some(result.to_string()), None, None),
+            Settlement::Retry { error, run_at } => {
+                ("ready", None, Some(micros(*run_at)), Some(error))
+            }
+            Settlement::Dead { error } => ("dead", None, None, Some(error)),
+        };
+        let error = error
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(internal)?;
+        let finished = (state != "ready").then_some(now);
+        self.unit(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?1, result = COALESCE(?2, result), run_at = COALESCE(?3, run_at),
+                        errors = CASE WHEN ?4 IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?4)) END,
+                        lease_until = NULL, finished_at = ?5, updated_at = ?6
+                     WHERE id = ?7 AND state = 'running' AND attempts = ?8",
+                )
+                .and_then(|mut s| s.execute(params![state, result, run_at, error, finished, now, id.0, attempt]))
+                .map_err(map_err)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<(String, u64)>> {
+        let reader = self.pool.reader().await?;
+        let mut statement = reader
+            .prepare_cached("SELECT queue, COUNT(*) FROM jobs WHERE state = 'ready' GROUP BY queue")
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn prune_jobs(&self, finished_before: DateTime<Utc>) -> StoreResult<u64> {
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached("DELETE FROM jobs WHERE state = 'completed' AND finished_at < ?1")
+            .and_then(|mut s| s.execute(params![micros(finished_before)]))
+            .map(|n| n as u64)
+            .map_err(map_err)
+    }
+
     fn commit_notices(&self) -> broadcast::Receiver<CommitNotice> {
         self.notices.subscribe()
     }
@@ -199,6 +318,26 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs `work` as a unit of the writer's group commit: it shares a COMMIT with other
+    /// units, and returns once that COMMIT is done.
+    async fn unit<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut writer = self.pool.writer().await?;
+        writer.begin_unit()?;
+        match work(&writer) {
+            Ok(value) => {
+                writer.finish_unit(None).await?;
+                Ok(value)
+            }
+            Err(error) => {
+                writer.abandon_unit();
+                Err(error)
+            }
+        }
+    }
+
     async fn query_tenant(
         &self,
         sql: &str,

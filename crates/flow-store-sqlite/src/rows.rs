@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use flow_store::{
     Activity, Actor, ApiKey, ApiKeyWithTenant, AuditEntry, Contact, CrossAppEvent, Deal,
-    DealStatus, EntityType, EventPriority, EventType, Lead, LeadStatus, LoggedEvent, StoreError,
-    StoreResult, Tenant,
+    DealStatus, EntityType, EventPriority, EventType, Job, JobState, Lead, LeadStatus, LoggedEvent,
+    QueueCounts, StoreError, StoreResult, Tenant,
 };
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
@@ -226,4 +226,46 @@ pub fn priority_name(priority: EventPriority) -> StoreResult<String> {
         Value::String(name) => Ok(name),
         other => Err(internal(format!("priority serialised as {other}"))),
     }
+}
+
+pub fn job(row: &Row) -> rusqlite::Result<Job> {
+    let state: String = row.get("state")?;
+    let errors: String = row.get("errors")?;
+    Ok(Job {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        queue: row.get("queue")?,
+        kind: row.get("kind")?,
+        payload: json(row, "payload")?,
+        priority: row.get("priority")?,
+        queue_priority: row.get("queue_priority")?,
+        state: JobState::parse(&state).ok_or_else(|| invalid("job state", &state))?,
+        attempts: row.get("attempts")?,
+        max_attempts: row.get("max_attempts")?,
+        run_at: time(row, "run_at")?,
+        lease_until: opt_time(row, "lease_until")?,
+        idempotency_key: row.get("idempotency_key")?,
+        errors: serde_json::from_str(&errors).map_err(|e| invalid("job errors", e))?,
+        progress: opt_json(row, "progress")?,
+        result: opt_json(row, "result")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        finished_at: opt_time(row, "finished_at")?,
+    })
+}
+
+pub fn queue_counts(row: &Row) -> rusqlite::Result<QueueCounts> {
+    let count = |column: &str| -> rusqlite::Result<u64> {
+        Ok(row.get::<_, Option<i64>>(column)?.unwrap_or(0).max(0) as u64)
+    };
+    Ok(QueueCounts {
+        queue: row.get("queue")?,
+        ready: count("ready")?,
+        delayed: count("delayed")?,
+        running: count("running")?,
+        completed: count("completed")?,
+        dead: count("dead")?,
+        completed_last_minute: count("completed_last_minute")?,
+        oldest_ready_age_seconds: row.get::<_, Option<f64>>("oldest_ready_age")?,
+    })
 }

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use flow_store::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter, AuditId, CommitNotice,
-    Contact, ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter, DealId, EventId, Lead,
-    LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, StoreError, StoreResult,
-    TenantId, TenantRead, TenantTx,
+    Contact, ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter, DealId, EventId, Job,
+    JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
+    NewJob, QueueCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
 use rusqlite::{
     params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
@@ -141,6 +142,20 @@ fn uuid_value(id: Uuid) -> SqlValue {
     SqlValue::Blob(id.as_bytes().to_vec())
 }
 
+/// Numbers the placeholders `?1, ?2, ...` so equal queries share a cached statement.
+pub fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        out.push(c);
+        if c == '?' {
+            n += 1;
+            out.push_str(&n.to_string());
+        }
+    }
+    out
+}
+
 /// A SELECT being assembled from optional filters; `?` placeholders are numbered at the end.
 struct Query {
     sql: String,
@@ -173,18 +188,8 @@ impl Query {
         }
     }
 
-    /// Numbers the placeholders `?1, ?2, ...` so equal queries share a cached statement.
     fn numbered(&self) -> String {
-        let mut out = String::with_capacity(self.sql.len() + 8);
-        let mut n = 0;
-        for c in self.sql.chars() {
-            out.push(c);
-            if c == '?' {
-                n += 1;
-                out.push_str(&n.to_string());
-            }
-        }
-        out
+        number_placeholders(&self.sql)
     }
 }
 
@@ -205,6 +210,9 @@ impl TenantRead for SqliteTenant {
         }
         if let Some(source) = &filter.source {
             query.and("source = ?", SqlValue::Text(source.clone()));
+        }
+        if let Some(email) = &filter.email {
+            query.and("email = ?", SqlValue::Text(email.clone()));
         }
         if let Some(after) = filter.created_after {
             query.and("created_at > ?", SqlValue::Integer(micros(after)));
@@ -352,6 +360,47 @@ impl TenantRead for SqliteTenant {
             .prepare_cached("SELECT MIN(seq) FROM events WHERE tenant_id = ?1")
             .and_then(|mut s| s.query_row(params![self.tenant.0], |r| r.get(0)))
             .map_err(map_err)
+    }
+
+    async fn get_job(&mut self, id: JobId) -> StoreResult<Job> {
+        self.one("jobs", id.0, rows::job)
+    }
+
+    async fn list_jobs(
+        &mut self,
+        queue: &str,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>> {
+        let mut query = self.select("jobs");
+        query.and("queue = ?", SqlValue::Text(queue.to_owned()));
+        if let Some(state) = state {
+            query.and("state = ?", SqlValue::Text(state.as_str().to_owned()));
+        }
+        self.page(query, None, limit, rows::job)
+    }
+
+    async fn queue_counts(&mut self, now: DateTime<Utc>) -> StoreResult<Vec<QueueCounts>> {
+        let now = micros(now);
+        let minute_ago = now - 60_000_000;
+        let mut statement = self
+            .conn()
+            .prepare_cached(
+                "SELECT queue,
+                    SUM(state = 'ready' AND run_at <= ?2) AS ready,
+                    SUM(state = 'ready' AND run_at > ?2) AS delayed,
+                    SUM(state = 'running') AS running,
+                    SUM(state = 'completed') AS completed,
+                    SUM(state = 'dead') AS dead,
+                    SUM(state = 'completed' AND finished_at >= ?3) AS completed_last_minute,
+                    (?2 - MIN(CASE WHEN state = 'ready' AND run_at <= ?2 THEN run_at END)) / 1e6 AS oldest_ready_age
+                 FROM jobs WHERE tenant_id = ?1 GROUP BY queue ORDER BY queue",
+            )
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map(params![self.tenant.0, now, minute_ago], rows::queue_counts)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
     }
 }
 
@@ -597,6 +646,67 @@ impl TenantTx for SqliteTenant {
     async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()> {
         self.execute_one(
             "UPDATE api_keys SET active = 0 WHERE tenant_id = ?1 AND id = ?2",
+            params![self.tenant.0, id.0],
+        )
+    }
+
+    async fn enqueue_job(&mut self, job: &NewJob) -> StoreResult<(Job, bool)> {
+        if let Some(key) = &job.idempotency_key {
+            let existing = self
+                .conn()
+                .prepare_cached("SELECT * FROM jobs WHERE tenant_id = ?1 AND queue = ?2 AND idempotency_key = ?3")
+                .and_then(|mut s| s.query_row(params![self.tenant.0, job.queue, key], rows::job).optional())
+                .map_err(map_err)?;
+            if let Some(existing) = existing {
+                return Ok((existing, false));
+            }
+        }
+        let at = now();
+        let id = JobId::new();
+        self.execute(
+            "INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority, state,
+                max_attempts, run_at, idempotency_key, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9, ?10, ?11, ?11)",
+            params![
+                id.0,
+                self.tenant.0,
+                job.queue,
+                job.kind,
+                job.payload.to_string(),
+                job.priority,
+                job.queue_priority,
+                job.max_attempts,
+                micros(job.run_at),
+                job.idempotency_key,
+                micros(at),
+            ],
+        )?;
+        Ok((self.get_job(id).await?, true))
+    }
+
+    async fn set_job_progress(
+        &mut self,
+        id: JobId,
+        progress: &serde_json::Value,
+    ) -> StoreResult<()> {
+        self.execute_one(
+            "UPDATE jobs SET progress = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4",
+            params![progress.to_string(), micros(now()), self.tenant.0, id.0],
+        )
+    }
+
+    async fn requeue_job(&mut self, id: JobId, run_at: DateTime<Utc>) -> StoreResult<Job> {
+        self.execute_one(
+            "UPDATE jobs SET state = 'ready', attempts = 0, run_at = ?1, finished_at = NULL, updated_at = ?2
+             WHERE tenant_id = ?3 AND id = ?4 AND state = 'dead'",
+            params![micros(run_at), micros(now()), self.tenant.0, id.0],
+        )?;
+        self.get_job(id).await
+    }
+
+    async fn delete_dead_job(&mut self, id: JobId) -> StoreResult<()> {
+        self.execute_one(
+            "DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2 AND state = 'dead'",
             params![self.tenant.0, id.0],
         )
     }

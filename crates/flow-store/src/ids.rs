@@ -62,4 +62,6 @@ typed_id!(
     EventId,
     /// Identifies an audit entry.
     AuditId,
+    /// Identifies a queued job.
+    JobId,
 );

@@ -9,11 +9,13 @@ pub mod conformance;
 mod error;
 mod events;
 mod ids;
+mod jobs;
 mod model;
 mod store;
 
 pub use error::{Constraint, StoreError, StoreResult};
 pub use events::{EventPriority, EventType, ALL_EVENT_TYPES};
 pub use ids::*;
+pub use jobs::*;
 pub use model::*;
 pub use store::*;

@@ -129,6 +129,8 @@ pub struct Lead {
 #[derive(Clone, Debug, Default)]
 pub struct LeadFilter {
     pub status: Option<LeadStatus>,
+    /// Exact (normalised) email.
+    pub email: Option<String>,
     pub source: Option<String>,
     /// Free text matched against names, email, company and phone.
     pub text: Option<String>,

@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::{
-    Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter, Contact,
-    ContactFilter, ContactId, Deal, DealFilter, DealId, Lead, LeadFilter, LeadId, LoggedEvent,
-    NewApiKey, NewAuditEntry, NewEvent, StoreResult, Tenant, TenantId,
+    Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
+    ClaimRequest, Contact, ContactFilter, ContactId, Deal, DealFilter, DealId, Job, JobId,
+    JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob,
+    QueueCounts, Settlement, StoreResult, Tenant, TenantId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -63,6 +64,28 @@ pub trait Store: Send + Sync + 'static {
     /// nothing: the event log stays the source, notices only say where to look.
     fn commit_notices(&self) -> broadcast::Receiver<CommitNotice>;
 
+    /// Takes up to `limit` due jobs of the given queues for a worker: ready jobs whose time
+    /// has come and running jobs whose lease expired, highest queue priority first, then
+    /// job priority, then age. Each one's `attempts` goes up by one; two workers never get
+    /// the same job while its lease holds.
+    async fn claim_jobs(&self, request: &ClaimRequest) -> StoreResult<Vec<Job>>;
+
+    /// Ends the attempt number `attempt` of a job. `NotFound` if the job is no longer in
+    /// that attempt (its lease ran out and another worker took it).
+    async fn settle_job(
+        &self,
+        id: JobId,
+        attempt: u32,
+        settlement: &Settlement,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// Jobs waiting (ready, due or not) per queue, across tenants: for the queue gauge.
+    async fn queue_depths(&self) -> StoreResult<Vec<(String, u64)>>;
+
+    /// Deletes completed jobs that finished before `finished_before` (retention).
+    async fn prune_jobs(&self, finished_before: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Closes connections; called once on shutdown.
     async fn close(&self);
 }
@@ -96,6 +119,17 @@ pub trait TenantRead: Send {
     async fn last_event_seq(&mut self) -> StoreResult<i64>;
     /// The oldest sequence number still in the log, if any (older ones were pruned).
     async fn oldest_event_seq(&mut self) -> StoreResult<Option<i64>>;
+
+    async fn get_job(&mut self, id: JobId) -> StoreResult<Job>;
+    /// Jobs of one queue (newest first), optionally in one state.
+    async fn list_jobs(
+        &mut self,
+        queue: &str,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>>;
+    /// Per-queue counts of this tenant's jobs at `now`.
+    async fn queue_counts(&mut self, now: DateTime<Utc>) -> StoreResult<Vec<QueueCounts>>;
 }
 
 /// A write transaction within one tenant.
@@ -132,6 +166,20 @@ pub trait TenantTx: TenantRead {
     async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()>;
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()>;
+
+    /// Enqueues a job, or returns the job enqueued earlier with the same idempotency key
+    /// (then `false`).
+    async fn enqueue_job(&mut self, job: &NewJob) -> StoreResult<(Job, bool)>;
+    /// Records progress of a running job.
+    async fn set_job_progress(
+        &mut self,
+        id: JobId,
+        progress: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Moves a dead job back to ready, due at `run_at`, with a fresh set of attempts.
+    async fn requeue_job(&mut self, id: JobId, run_at: DateTime<Utc>) -> StoreResult<Job>;
+    /// Deletes a dead job.
+    async fn delete_dead_job(&mut self, id: JobId) -> StoreResult<()>;
 
     /// Appends to the tenant's event log, taking the next sequence number.
     async fn append_event(&mut self, event: &NewEvent) -> StoreResult<LoggedEvent>;

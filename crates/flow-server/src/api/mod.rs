@@ -4,6 +4,7 @@
 mod activities;
 mod contacts;
 mod deals;
+mod jobs;
 mod leads;
 mod logs;
 mod ops;
@@ -38,7 +39,7 @@ use crate::{auth, error, error::ApiError, gateway, metrics, state::AppState};
     security(("tenant_key" = [])),
     tags(
         (name = "leads"), (name = "contacts"), (name = "activities"), (name = "deals"),
-        (name = "events"), (name = "audit"), (name = "operations"),
+        (name = "events"), (name = "audit"), (name = "jobs"), (name = "admin"), (name = "operations"),
     )
 )]
 struct ApiDoc;
@@ -67,6 +68,7 @@ fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Open
         .merge(activities::router())
         .merge(deals::router())
         .merge(logs::router())
+        .merge(jobs::router())
         .merge(gateway::token_router())
         .split_for_parts();
     let (ops, ops_doc) = ops::router()

@@ -197,6 +197,7 @@ pub async fn list(store: &dyn Store, caller: &Caller, query: ListLeads) -> ApiRe
     let limit = validate::limit(query.limit)?;
     let filter = LeadFilter {
         status: query.status,
+        email: None,
         source: query
             .source
             .as_deref()

@@ -48,12 +48,17 @@ struct Serve {
 
 /// Starts `flow serve` on a free port and waits for its banner.
 async fn serve(dir: &Path, extra: &[&str]) -> Serve {
+    serve_with_env(dir, extra, &[]).await
+}
+
+async fn serve_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     let mut child = Command::new(FLOW)
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--port", "0"])
         .args(extra)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -312,4 +317,108 @@ async fn sigterm_lets_in_flight_requests_finish_and_writes_nothing_half() {
         "every acknowledged lead is stored, and only those"
     );
     assert_eq!(lead_events, stored, "every stored lead has its event");
+}
+
+#[tokio::test]
+async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = field(
+        &flow(dir.path(), &["tenant", "create", "Crash"]).await,
+        "api key:",
+    );
+    let env = [("FLOW_WORKER_LEASE_SECS", "2")];
+    let mut server = serve_with_env(dir.path(), &[], &env).await;
+    let client = reqwest::Client::new();
+    let rows = 5000;
+    let mut file = String::from("firstName,email,source\n");
+    for i in 0..rows {
+        file.push_str(&format!("Crash{i},crash{i}@example.com,crash\n"));
+    }
+    let accepted: Value = client
+        .post(format!("{}/leads/import", server.url))
+        .header("x-tenant-key", &key)
+        .header("content-type", "text/csv")
+        .body(file)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_url = accepted["statusUrl"].as_str().expect("a job").to_owned();
+    let job = |base: String| {
+        let (client, key, job_url) = (client.clone(), key.clone(), job_url.clone());
+        async move {
+            client
+                .get(format!("{base}{job_url}"))
+                .header("x-tenant-key", &key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Kill the process once the job is under way, not done.
+    let mut killed_at = None;
+    for _ in 0..2000 {
+        let current = job(server.url.clone()).await;
+        let processed = current["progress"]["processed"].as_u64().unwrap_or(0);
+        if processed > 0 {
+            assert!(
+                processed < rows as u64,
+                "the job finished before the kill: make the file bigger"
+            );
+            killed_at = Some(processed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed_at = killed_at.expect("the job started");
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+
+    let restarted = serve_with_env(dir.path(), &[], &env).await;
+    let mut finished = Value::Null;
+    for _ in 0..600 {
+        finished = job(restarted.url.clone()).await;
+        if finished["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(finished["state"], "completed", "{finished}");
+    assert_eq!(
+        finished["attempts"], 2,
+        "taken again after the dead worker's lease ran out"
+    );
+    let result = &finished["result"];
+    assert_eq!(
+        result["created"].as_u64().unwrap() + result["duplicates"].as_u64().unwrap(),
+        rows as u64,
+        "the second attempt skips what the first created ({killed_at}+ rows): {result}"
+    );
+    let mut stored = 0;
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{}/leads?source=crash&limit=100{cursor}",
+                restarted.url
+            ))
+            .header("x-tenant-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stored += page["data"].as_array().unwrap().len();
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(stored, rows, "every row imported exactly once");
 }

@@ -12,4 +12,5 @@ mod isolation;
 mod leads;
 mod ops;
 mod pagination;
+mod queues;
 mod resources;

@@ -1,0 +1,284 @@
+//! `/jobs/{id}`, `/leads/import` and the queue admin routes.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request, State},
+    http::{header, StatusCode},
+    Json,
+};
+use chrono::Utc;
+use flow_store::{Job, JobId, JobState, QueueCounts};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::Caller,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{ApiPath, ApiQuery},
+    queue::{self, import},
+    services::{read, Record, Work},
+    state::AppState,
+};
+
+/// The job routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_job))
+        .routes(routes!(import_leads))
+        .routes(routes!(queues))
+        .routes(routes!(queue_jobs))
+        .routes(routes!(retry_job))
+        .routes(routes!(delete_job))
+}
+
+/// Get a job: state, attempts, errors, progress and result.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = JobId, Path)),
+    responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Json<Job>> {
+    caller.require("read", "jobs")?;
+    let mut tx = read(&*state.store, &caller).await?;
+    Ok(Json(
+        tx.get_job(id)
+            .await
+            .map_err(|e| ApiError::from_store("job", e))?,
+    ))
+}
+
+/// An uploaded import file and its format, from `Content-Type`.
+struct ImportFile {
+    format: import::ImportFormat,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ImportFile {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let format = match content_type.as_str() {
+            "text/csv" => import::ImportFormat::Csv,
+            "application/x-ndjson" => import::ImportFormat::Ndjson,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send text/csv (header firstName,lastName,email,phone,company,source) or application/x-ndjson",
+                ))
+            }
+        };
+        let body = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the file is too large",
+                )
+            } else {
+                ApiError::bad_request("invalid_body", e.body_text())
+            }
+        })?;
+        Ok(Self { format, body })
+    }
+}
+
+/// Accepted import.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub job_id: JobId,
+    pub state: JobState,
+    /// Where to follow progress.
+    pub status_url: String,
+}
+
+/// Import leads from CSV (`text/csv`, header `firstName,lastName,email,phone,company,source`)
+/// or NDJSON (`application/x-ndjson`). Answers 202 with a job; rows are created in batches,
+/// with progress and per-row errors in `GET /jobs/{id}`. The same file again is the same job,
+/// and rows whose email already has a lead are skipped.
+#[utoipa::path(post, path = "/leads/import", tag = "leads",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn import_leads(
+    State(state): State<AppState>,
+    caller: Caller,
+    file: ImportFile,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let job = import::start(
+        &*state.store,
+        &state.work_signal,
+        &caller,
+        file.format,
+        &file.body,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id,
+            state: job.state,
+            status_url: format!("/jobs/{}", job.id),
+        }),
+    ))
+}
+
+/// Per-queue counts of this tenant's jobs.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueOverview {
+    pub name: String,
+    pub priority: i32,
+    pub max_retries: u32,
+    #[serde(flatten)]
+    pub counts: QueueCounts,
+}
+
+/// The spec's queues with this tenant's ready, delayed, running, completed and dead jobs,
+/// recent throughput and the age of the oldest waiting job.
+#[utoipa::path(get, path = "/admin/queues", tag = "admin",
+    responses((status = 200, body = Vec<QueueOverview>), (status = "4XX", body = ErrorBody)))]
+async fn queues(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<QueueOverview>>> {
+    caller.require("admin", "queues")?;
+    let counts = read(&*state.store, &caller)
+        .await?
+        .queue_counts(Utc::now())
+        .await?;
+    Ok(Json(
+        queue::QUEUES
+            .iter()
+            .map(|def| QueueOverview {
+                name: def.name.to_owned(),
+                priority: def.priority,
+                max_retries: def.max_retries,
+                counts: counts
+                    .iter()
+                    .find(|c| c.queue == def.name)
+                    .cloned()
+                    .unwrap_or_else(|| QueueCounts {
+                        queue: def.name.to_owned(),
+                        ..QueueCounts::default()
+                    }),
+            })
+            .collect(),
+    ))
+}
+
+/// Query of the job list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    pub state: Option<JobState>,
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+}
+
+/// This tenant's jobs in a queue, newest first, optionally in one state (`dead` for the DLQ).
+#[utoipa::path(get, path = "/admin/queues/{name}/jobs", tag = "admin", params(("name" = String, Path), JobsQuery),
+    responses((status = 200, body = Vec<Job>), (status = "4XX", body = ErrorBody)))]
+async fn queue_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<JobsQuery>,
+) -> ApiResult<Json<Vec<Job>>> {
+    caller.require("admin", "queues")?;
+    let def = queue::queue(&name)?;
+    let limit = crate::validate::limit(query.limit)?;
+    Ok(Json(
+        read(&*state.store, &caller)
+            .await?
+            .list_jobs(def.name, query.state, limit)
+            .await?,
+    ))
+}
+
+/// Move a dead job back to ready with a fresh set of attempts.
+#[utoipa::path(post, path = "/admin/queues/{name}/jobs/{id}/retry", tag = "admin",
+    params(("name" = String, Path), ("id" = JobId, Path)),
+    responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
+async fn retry_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((name, id)): ApiPath<(String, JobId)>,
+) -> ApiResult<Json<Job>> {
+    caller.require("admin", "queues")?;
+    let def = queue::queue(&name)?;
+    let mut work = Work::begin(&*state.store, &caller).await?;
+    let job = dead_job(&mut work, def.name, id).await?;
+    let job = work.tx().requeue_job(job.id, Utc::now()).await?;
+    work.record(Record {
+        action: "job.requeue",
+        entity_type: "job",
+        entity_id: id.to_string(),
+        before: Some(serde_json::json!({ "state": "dead" })),
+        after: Some(serde_json::json!({ "state": "ready" })),
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    state.work_signal.notify();
+    Ok(Json(job))
+}
+
+/// Delete a dead job from the dead-letter queue.
+#[utoipa::path(delete, path = "/admin/queues/{name}/jobs/{id}", tag = "admin",
+    params(("name" = String, Path), ("id" = JobId, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorBody)))]
+async fn delete_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((name, id)): ApiPath<(String, JobId)>,
+) -> ApiResult<StatusCode> {
+    caller.require("admin", "queues")?;
+    let def = queue::queue(&name)?;
+    let mut work = Work::begin(&*state.store, &caller).await?;
+    dead_job(&mut work, def.name, id).await?;
+    work.tx().delete_dead_job(id).await?;
+    work.record(Record {
+        action: "job.delete",
+        entity_type: "job",
+        entity_id: id.to_string(),
+        before: Some(serde_json::json!({ "state": "dead" })),
+        after: None,
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The job, if it is in `queue` and dead; 404 when missing, 409 when not dead.
+async fn dead_job(work: &mut Work<'_>, queue: &str, id: JobId) -> ApiResult<Job> {
+    let job = work
+        .tx()
+        .get_job(id)
+        .await
+        .map_err(|e| ApiError::from_store("job", e))?;
+    if job.queue != queue {
+        return Err(ApiError::not_found("job"));
+    }
+    if job.state != JobState::Dead {
+        return Err(ApiError::conflict(
+            "job_not_dead",
+            format!("the job is {}, not dead", job.state.as_str()),
+        ));
+    }
+    Ok(job)
+}

@@ -1,0 +1,292 @@
+//! Bulk lead import: a CSV or NDJSON file becomes a lead-processing job that creates the
+//! leads in batches, reporting progress and per-row errors.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flow_store::{Actor, LeadFilter, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::worker::{JobError, Processor};
+use crate::{
+    auth::{Caller, Permissions},
+    error::{ApiError, ApiResult},
+    services::leads::{self, CreateLead},
+    validate,
+};
+
+/// The job kind in the lead-processing queue.
+pub const KIND: &str = "import_leads";
+
+/// Rows per progress update.
+const BATCH: usize = 100;
+
+/// Per-row errors kept in the result (the counts cover all of them).
+const MAX_REPORTED_ERRORS: usize = 100;
+
+/// One row of an import file; the CSV header is `firstName,lastName,email,phone,company,source`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportRow {
+    #[serde(default)]
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub source: Option<String>,
+}
+
+/// The file formats `POST /leads/import` takes.
+#[derive(Clone, Copy, Debug)]
+pub enum ImportFormat {
+    Csv,
+    Ndjson,
+}
+
+/// Parses an import file into rows; a row that cannot be read becomes an error row
+/// (reported by the job), a file that cannot be read at all is a 4xx.
+pub fn parse(format: ImportFormat, body: &[u8]) -> ApiResult<Vec<Result<ImportRow, String>>> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_encoding", "the file must be UTF-8"))?;
+    let rows: Vec<Result<ImportRow, String>> = match format {
+        ImportFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            let headers = reader
+                .headers()
+                .map_err(|e| ApiError::validation(format!("unreadable CSV header: {e}")))?
+                .clone();
+            let allowed = [
+                "firstName",
+                "lastName",
+                "email",
+                "phone",
+                "company",
+                "source",
+            ];
+            if let Some(unknown) = headers.iter().find(|h| !allowed.contains(h)) {
+                return Err(ApiError::validation(format!(
+                    "unknown CSV column {unknown:?}; expected a header row of {}",
+                    allowed.join(",")
+                )));
+            }
+            if !headers.iter().any(|h| h == "firstName") {
+                return Err(ApiError::validation(
+                    "the CSV header needs a firstName column",
+                ));
+            }
+            reader
+                .deserialize::<ImportRow>()
+                .map(|row| row.map_err(|e| e.to_string()))
+                .collect()
+        }
+        ImportFormat::Ndjson => text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str::<ImportRow>(line).map_err(|e| e.to_string()))
+            .collect(),
+    };
+    if rows.is_empty() {
+        return Err(ApiError::validation("the file has no rows"));
+    }
+    Ok(rows)
+}
+
+/// The payload of an import job.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportPayload {
+    pub rows: Vec<Value>,
+    pub actor: Actor,
+    pub source_app: String,
+    pub request_id: Option<String>,
+}
+
+impl ImportPayload {
+    /// The payload for rows parsed from a file; unreadable rows travel as their error.
+    pub fn new(rows: Vec<Result<ImportRow, String>>, caller: &Caller) -> Self {
+        Self {
+            rows: rows
+                .into_iter()
+                .map(|row| match row {
+                    Ok(row) => json!({ "row": row }),
+                    Err(error) => json!({ "error": error }),
+                })
+                .collect(),
+            actor: caller.actor.clone(),
+            source_app: caller.source_app.clone(),
+            request_id: caller.request_id.clone(),
+        }
+    }
+}
+
+/// A stable key for a file's content: uploading the same file again is the same job.
+pub fn idempotency_key(body: &[u8]) -> String {
+    format!("import:{}", hex::encode(Sha256::digest(body)))
+}
+
+/// Progress and outcome of an import.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Tally {
+    total: usize,
+    processed: usize,
+    created: usize,
+    duplicates: usize,
+    failed: usize,
+    errors: Vec<Value>,
+}
+
+/// Creates the leads of an import job. Rows whose email already belongs to a lead are
+/// skipped, so running the job again (after a crash) creates no duplicates.
+pub struct ImportLeads;
+
+#[async_trait]
+impl Processor for ImportLeads {
+    async fn process(
+        &self,
+        store: &Arc<dyn Store>,
+        job: &flow_store::Job,
+    ) -> Result<Value, JobError> {
+        let payload: ImportPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::Permanent(format!("bad import payload: {e}")))?;
+        let caller = Caller {
+            tenant_id: job.tenant_id,
+            actor: payload.actor.clone(),
+            permissions: Permissions::new(vec!["write:leads".into(), "read:leads".into()]),
+            source_app: payload.source_app.clone(),
+            request_id: payload.request_id.clone(),
+        };
+        let mut tally = Tally {
+            total: payload.rows.len(),
+            ..Tally::default()
+        };
+        for (chunk_index, chunk) in payload.rows.chunks(BATCH).enumerate() {
+            for (offset, entry) in chunk.iter().enumerate() {
+                // Row numbers as a person counts them in the file (1 = the first data row).
+                let row_number = chunk_index * BATCH + offset + 1;
+                match import_row(&**store, &caller, entry).await {
+                    Ok(RowOutcome::Created) => tally.created += 1,
+                    Ok(RowOutcome::Duplicate) => tally.duplicates += 1,
+                    Err(RowError::Invalid(code, message)) => {
+                        tally.failed += 1;
+                        if tally.errors.len() < MAX_REPORTED_ERRORS {
+                            tally.errors.push(
+                                json!({ "row": row_number, "code": code, "message": message }),
+                            );
+                        }
+                    }
+                    Err(RowError::Retry(message)) => return Err(JobError::Retryable(message)),
+                }
+                tally.processed += 1;
+            }
+            let progress = json!({
+                "total": tally.total, "processed": tally.processed, "created": tally.created,
+                "duplicates": tally.duplicates, "failed": tally.failed,
+            });
+            let mut tx = store.begin(job.tenant_id).await?;
+            tx.set_job_progress(job.id, &progress).await?;
+            tx.commit().await?;
+        }
+        serde_json::to_value(&tally).map_err(|e| JobError::Permanent(e.to_string()))
+    }
+}
+
+enum RowOutcome {
+    Created,
+    Duplicate,
+}
+
+enum RowError {
+    Invalid(String, String),
+    Retry(String),
+}
+
+async fn import_row(
+    store: &dyn Store,
+    caller: &Caller,
+    entry: &Value,
+) -> Result<RowOutcome, RowError> {
+    if let Some(error) = entry.get("error").and_then(Value::as_str) {
+        return Err(RowError::Invalid("unreadable_row".into(), error.to_owned()));
+    }
+    let row: ImportRow = serde_json::from_value(entry.get("row").cloned().unwrap_or_default())
+        .map_err(|e| RowError::Invalid("unreadable_row".into(), e.to_string()))?;
+    let as_row_error = |e: ApiError| {
+        if e.status.is_server_error() {
+            RowError::Retry(e.message)
+        } else {
+            RowError::Invalid(e.code.to_owned(), e.message)
+        }
+    };
+    if let Some(email) = row.email.as_deref().filter(|e| !e.trim().is_empty()) {
+        let email = validate::email(email).map_err(as_row_error)?;
+        let mut tx = store
+            .read(caller.tenant_id)
+            .await
+            .map_err(|e| as_row_error(e.into()))?;
+        let filter = LeadFilter {
+            email: Some(email),
+            limit: 1,
+            ..LeadFilter::default()
+        };
+        if !tx
+            .list_leads(&filter)
+            .await
+            .map_err(|e| as_row_error(e.into()))?
+            .is_empty()
+        {
+            return Ok(RowOutcome::Duplicate);
+        }
+    }
+    let input = CreateLead {
+        first_name: row.first_name,
+        last_name: row.last_name,
+        email: row.email,
+        phone: row.phone,
+        company: row.company,
+        source: row.source.or_else(|| Some("import".into())),
+        notes: None,
+    };
+    leads::create(store, caller, input)
+        .await
+        .map_err(as_row_error)?;
+    Ok(RowOutcome::Created)
+}
+
+/// Accepts an import file: parses it, enqueues the job (the same file twice is the same
+/// job) and wakes a worker.
+pub async fn start(
+    store: &dyn Store,
+    signal: &super::WorkSignal,
+    caller: &Caller,
+    format: ImportFormat,
+    body: &[u8],
+) -> ApiResult<flow_store::Job> {
+    caller.require("write", "leads")?;
+    let rows = parse(format, body)?;
+    let payload =
+        serde_json::to_value(ImportPayload::new(rows, caller)).map_err(ApiError::internal)?;
+    let mut request = super::Enqueue::new("lead-processing", KIND, payload);
+    request.idempotency_key = Some(idempotency_key(body));
+    let mut work = crate::services::Work::begin(store, caller).await?;
+    let (job, created) = super::enqueue_in(work.tx(), request).await?;
+    if created {
+        work.record(crate::services::Record {
+            action: "job.enqueue",
+            entity_type: "job",
+            entity_id: job.id.to_string(),
+            before: None,
+            after: Some(json!({ "queue": job.queue, "kind": job.kind, "rows": job.payload["rows"].as_array().map(Vec::len) })),
+            event: None,
+        })
+        .await?;
+    }
+    work.commit().await?;
+    signal.notify();
+    Ok(job)
+}

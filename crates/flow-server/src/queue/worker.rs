@@ -1,0 +1,218 @@
+//! Workers: take due jobs, run their processor, and settle them (done, retry, dead).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use flow_store::{AttemptError, ClaimRequest, Job, JobId, Settlement, Store, StoreError};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{backoff, Clock, WorkSignal, QUEUES};
+use crate::metrics::Metrics;
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub enum JobError {
+    /// Worth another attempt (a timeout, an unavailable dependency).
+    Retryable(String),
+    /// Will fail again (bad input): straight to the dead-letter queue.
+    Permanent(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(message) => JobError::Retryable(message),
+            other => JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
+/// Does the work of one kind of job.
+#[async_trait]
+pub trait Processor: Send + Sync {
+    /// Runs one attempt; the value becomes the job's `result`. Must be idempotent: a job
+    /// whose worker died runs again.
+    async fn process(&self, store: &Arc<dyn Store>, job: &Job) -> Result<Value, JobError>;
+}
+
+/// Processors by (queue, kind).
+#[derive(Clone, Default)]
+pub struct Processors(HashMap<(String, String), Arc<dyn Processor>>);
+
+impl Processors {
+    /// Registers the processor for `kind` jobs in `queue`.
+    pub fn register(&mut self, queue: &str, kind: &str, processor: Arc<dyn Processor>) {
+        self.0
+            .insert((queue.to_owned(), kind.to_owned()), processor);
+    }
+
+    /// Flow's own processors.
+    pub fn standard() -> Self {
+        let mut processors = Self::default();
+        processors.register(
+            "lead-processing",
+            super::import::KIND,
+            Arc::new(super::import::ImportLeads),
+        );
+        processors
+    }
+
+    fn get(&self, job: &Job) -> Option<&Arc<dyn Processor>> {
+        self.0.get(&(job.queue.clone(), job.kind.clone()))
+    }
+}
+
+/// What one step of a worker did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutionOutcome {
+    /// No job was due.
+    Idle,
+    Completed(JobId),
+    /// Failed; due again at the given time.
+    Retrying(JobId, chrono::DateTime<Utc>),
+    /// Failed for good: in the dead-letter queue.
+    Dead(JobId),
+    /// Finished after its lease ran out and another worker took it over: not recorded.
+    LeaseLost(JobId),
+}
+
+/// Runs jobs from the spec's queues.
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    processors: Arc<Processors>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    /// How long a job stays taken without its worker reporting back.
+    pub lease: Duration,
+}
+
+impl Worker {
+    /// A worker over `store` with `processors`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        processors: Processors,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            processors: Arc::new(processors),
+            clock,
+            metrics,
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    /// Takes and runs at most one due job.
+    pub async fn try_execute_task(&self) -> Result<ExecutionOutcome, StoreError> {
+        Ok(self
+            .try_execute_batch(1)
+            .await?
+            .pop()
+            .unwrap_or(ExecutionOutcome::Idle))
+    }
+
+    /// Takes up to `limit` due jobs and runs them one after another.
+    pub async fn try_execute_batch(&self, limit: u32) -> Result<Vec<ExecutionOutcome>, StoreError> {
+        let now = self.clock.now();
+        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+        let jobs = self
+            .store
+            .claim_jobs(&ClaimRequest {
+                queues: QUEUES.iter().map(|q| q.name.to_owned()).collect(),
+                now,
+                lease_until: now + lease * limit.max(1) as i32,
+                limit,
+            })
+            .await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.execute(job).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn execute(&self, job: Job) -> Result<ExecutionOutcome, StoreError> {
+        let started = std::time::Instant::now();
+        let result = match self.processors.get(&job) {
+            Some(processor) => processor.process(&self.store, &job).await,
+            None => Err(JobError::Permanent(format!(
+                "no processor for {} jobs in {}",
+                job.kind, job.queue
+            ))),
+        };
+        let now = self.clock.now();
+        let (settlement, outcome, status) = match result {
+            Ok(result) => (
+                Settlement::Completed { result },
+                ExecutionOutcome::Completed(job.id),
+                "completed",
+            ),
+            Err(error) => {
+                let (message, retryable) = match error {
+                    JobError::Retryable(m) => (m, true),
+                    JobError::Permanent(m) => (m, false),
+                };
+                tracing::warn!(job = %job.id, queue = %job.queue, attempt = job.attempts, %message, "job attempt failed");
+                let error = AttemptError {
+                    attempt: job.attempts,
+                    at: now,
+                    message,
+                };
+                if retryable && job.attempts < job.max_attempts {
+                    let run_at =
+                        now + chrono::Duration::from_std(backoff(job.attempts)).unwrap_or_default();
+                    (
+                        Settlement::Retry { error, run_at },
+                        ExecutionOutcome::Retrying(job.id, run_at),
+                        "retried",
+                    )
+                } else {
+                    (
+                        Settlement::Dead { error },
+                        ExecutionOutcome::Dead(job.id),
+                        "dead",
+                    )
+                }
+            }
+        };
+        match self
+            .store
+            .settle_job(job.id, job.attempts, &settlement, now)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Ok(ExecutionOutcome::LeaseLost(job.id)),
+            Err(other) => return Err(other),
+        }
+        self.metrics
+            .job_processed(&job.queue, status, started.elapsed());
+        Ok(outcome)
+    }
+
+    /// Runs until `shutdown`: takes work when signalled or every `poll` otherwise. A job
+    /// in hand is finished before the worker stops.
+    pub async fn run(
+        self,
+        signal: WorkSignal,
+        poll: Duration,
+        batch: u32,
+        shutdown: CancellationToken,
+    ) {
+        while !shutdown.is_cancelled() {
+            match self.try_execute_batch(batch).await {
+                Ok(outcomes) if !outcomes.is_empty() => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "worker could not take jobs"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = signal.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! Durable queues: retries with backoff on a controllable clock, the dead-letter queue,
+//! priorities, delays, idempotency, leases, concurrent workers, lead import end to end,
+//! and the admin API.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use flow_server::{
+    metrics::Metrics,
+    queue::{
+        enqueue_in,
+        worker::{ExecutionOutcome, JobError, Processor, Processors, Worker},
+        Clock, Enqueue,
+    },
+    services::tenants::KeySpec,
+};
+use flow_store::{ClaimRequest, Job, JobId, Store, TenantId};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+/// A clock the test moves by hand.
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Utc::now())))
+    }
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += chrono::Duration::from_std(by).unwrap();
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Fails the first `failures` attempts of each job (retryably), then succeeds; records
+/// the order in which jobs ran.
+#[derive(Default)]
+struct Flaky {
+    failures: u32,
+    permanent: bool,
+    attempts: Mutex<HashMap<JobId, u32>>,
+    order: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Processor for Flaky {
+    async fn process(&self, _store: &Arc<dyn Store>, job: &Job) -> Result<Value, JobError> {
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let n = attempts.entry(job.id).or_default();
+            *n += 1;
+            *n
+        };
+        self.order
+            .lock()
+            .unwrap()
+            .push(job.payload["name"].as_str().unwrap_or_default().to_owned());
+        if attempt <= self.failures {
+            return Err(if self.permanent {
+                JobError::Permanent(format!("attempt {attempt} is broken for good"))
+            } else {
+                JobError::Retryable(format!("attempt {attempt} timed out"))
+            });
+        }
+        Ok(json!({ "attempt": attempt }))
+    }
+}
+
+async fn app_without_workers() -> TestApp {
+    spawn_app_with(|c| c.worker_concurrency = 0).await
+}
+
+fn worker(app: &TestApp, processor: Arc<Flaky>, clock: Arc<ManualClock>) -> Worker {
+    let mut processors = Processors::default();
+    for queue in ["lead-processing", "analytics-processing", "email-sync"] {
+        processors.register(queue, "test", processor.clone());
+    }
+    Worker::new(app.store.clone(), processors, clock, Metrics::new())
+}
+
+async fn enqueue(app: &TestApp, tenant: TenantId, mut request: Enqueue) -> (Job, bool) {
+    if request.kind.is_empty() {
+        request.kind = "test".into();
+    }
+    let mut tx = app.store.begin(tenant).await.unwrap();
+    let result = enqueue_in(&mut *tx, request).await.unwrap();
+    tx.commit().await.unwrap();
+    result
+}
+
+fn job(queue: &'static str, name: &str, at: DateTime<Utc>) -> Enqueue {
+    let mut request = Enqueue::new(queue, "test", json!({ "name": name }));
+    request.run_at = at;
+    request
+}
+
+async fn job_json(app: &TestApp, id: JobId) -> Value {
+    app.get(&format!("/jobs/{id}"), &app.a.key)
+        .await
+        .expect(200)
+        .body
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_land_in_the_dead_letter_queue() {
+    let app = app_without_workers().await;
+    let clock = ManualClock::new();
+    let processor = Arc::new(Flaky {
+        failures: 100,
+        ..Flaky::default()
+    });
+    let worker = worker(&app, processor.clone(), clock.clone());
+    let (job, _) = enqueue(
+        &app,
+        app.a.tenant.id,
+        job("lead-processing", "flaky", clock.now()),
+    )
+    .await;
+    assert_eq!(
+        job.max_attempts, 4,
+        "lead-processing: 3 retries after the first attempt"
+    );
+
+    // Attempt n fails and is due again after 1, 2, 4 s (with jitter: between half and all of it).
+    for (attempt, full) in [(1u32, 1.0f64), (2, 2.0), (3, 4.0)] {
+        let before = clock.now();
+        let ExecutionOutcome::Retrying(id, run_at) = worker.try_execute_task().await.unwrap()
+        else {
+            panic!("attempt {attempt} should be retried");
+        };
+        assert_eq!(id, job.id);
+        let delay = (run_at - before).num_milliseconds() as f64 / 1000.0;
+        assert!(
+            delay >= full / 2.0 && delay <= full,
+            "attempt {attempt}: retry after {delay} s"
+        );
+        assert_eq!(
+            worker.try_execute_task().await.unwrap(),
+            ExecutionOutcome::Idle,
+            "not due yet"
+        );
+        clock.advance(Duration::from_secs_f64(full));
+    }
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Dead(job.id)
+    );
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Idle
+    );
+
+    let dead = job_json(&app, job.id).await;
+    assert_eq!(dead["state"], "dead");
+    assert_eq!(dead["attempts"], 4);
+    let errors = dead["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 4, "the error history of every attempt");
+    assert_eq!(errors[3]["message"], "attempt 4 timed out");
+
+    // Requeue from the DLQ: a fresh set of attempts.
+    let admin = "/admin/queues/lead-processing/jobs";
+    let listed = app
+        .get(&format!("{admin}?state=dead"), &app.a.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let requeued = app
+        .post(&format!("{admin}/{}/retry", job.id), &app.a.key, json!({}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(requeued["state"], "ready");
+    assert_eq!(requeued["attempts"], 0);
+    app.post(&format!("{admin}/{}/retry", job.id), &app.a.key, json!({}))
+        .await
+        .expect_error(409, "job_not_dead");
+    // The dependency is back: the requeued job now succeeds on its first new attempt.
+    let healthy = worker_with_failures(&app, 0, clock.clone());
+    assert_eq!(
+        healthy.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Completed(job.id)
+    );
+    let done = job_json(&app, job.id).await;
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["result"]["attempt"], 1);
+}
+
+fn worker_with_failures(app: &TestApp, failures: u32, clock: Arc<ManualClock>) -> Worker {
+    worker(
+        app,
+        Arc::new(Flaky {
+            failures,
+            ..Flaky::default()
+        }),
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn permanent_errors_skip_the_retries_and_dead_jobs_can_be_deleted() {
+    let app = app_without_workers().await;
+    let clock = ManualClock::new();
+    let worker = worker(
+        &app,
+        Arc::new(Flaky {
+            failures: 1,
+            permanent: true,
+            ..Flaky::default()
+        }),
+        clock.clone(),
+    );
+    let (job, _) = enqueue(
+        &app,
+        app.a.tenant.id,
+        job("email-sync", "bad input", clock.now()),
+    )
+    .await;
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Dead(job.id)
+    );
+    let path = format!("/admin/queues/email-sync/jobs/{}", job.id);
+    app.delete(
+        &format!("/admin/queues/lead-processing/jobs/{}", job.id),
+        &app.a.key,
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.delete(&path, &app.a.key).await.expect(204);
+    app.get(&format!("/jobs/{}", job.id), &app.a.key)
+        .await
+        .expect_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn priorities_delays_and_idempotency_keys() {
+    let app = app_without_workers().await;
+    let clock = ManualClock::new();
+    let processor = Arc::new(Flaky::default());
+    let worker = worker(&app, processor.clone(), clock.clone());
+    let now = clock.now();
+    let tenant = app.a.tenant.id;
+    enqueue(&app, tenant, job("analytics-processing", "low queue", now)).await;
+    enqueue(&app, tenant, job("email-sync", "medium queue", now)).await;
+    enqueue(&app, tenant, job("lead-processing", "high queue", now)).await;
+    let mut urgent = job("lead-processing", "high queue, urgent", now);
+    urgent.priority = 10;
+    enqueue(&app, tenant, urgent).await;
+    let later = job(
+        "lead-processing",
+        "delayed",
+        now + chrono::Duration::seconds(30),
+    );
+    enqueue(&app, tenant, later).await;
+
+    while worker.try_execute_task().await.unwrap() != ExecutionOutcome::Idle {}
+    assert_eq!(
+        *processor.order.lock().unwrap(),
+        [
+            "high queue, urgent",
+            "high queue",
+            "medium queue",
+            "low queue"
+        ],
+        "queue priority first, then job priority; the delayed job waits"
+    );
+    clock.advance(Duration::from_secs(30));
+    assert!(matches!(
+        worker.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Completed(_)
+    ));
+    assert_eq!(processor.order.lock().unwrap().last().unwrap(), "delayed");
+
+    let mut once = job("email-sync", "once", now);
+    once.idempotency_key = Some("sync-2026-11-22".into());
+    let (first, created) = enqueue(&app, tenant, once.clone()).await;
+    assert!(created);
+    let (second, created_again) = enqueue(&app, tenant, once.clone()).await;
+    assert!(!created_again);
+    assert_eq!(first.id, second.id);
+    // Keys are per tenant.
+    let (other_tenant, created_there) = enqueue(&app, app.b.tenant.id, once).await;
+    assert!(created_there);
+    assert_ne!(other_tenant.id, first.id);
+}
+
+#[tokio::test]
+async fn an_expired_lease_hands_the_job_to_another_worker() {
+    let app = app_without_workers().await;
+    let clock = ManualClock::new();
+    let (job, _) = enqueue(
+        &app,
+        app.a.tenant.id,
+        job("lead-processing", "orphan", clock.now()),
+    )
+    .await;
+    // A worker takes the job and dies before reporting back.
+    let taken = app
+        .store
+        .claim_jobs(&ClaimRequest {
+            queues: vec!["lead-processing".into()],
+            now: clock.now(),
+            lease_until: clock.now() + chrono::Duration::seconds(60),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let other = worker_with_failures(&app, 0, clock.clone());
+    assert_eq!(
+        other.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Idle,
+        "leased"
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        other.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Completed(job.id)
+    );
+    let done = job_json(&app, job.id).await;
+    assert_eq!(done["attempts"], 2);
+    // The first worker's late report is refused: the attempt is no longer its.
+    let late = app
+        .store
+        .settle_job(
+            job.id,
+            1,
+            &flow_store::Settlement::Completed { result: json!({}) },
+            Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(flow_store::StoreError::NotFound)),
+        "{late:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_never_run_a_job_twice() {
+    let app = app_without_workers().await;
+    let now = Utc::now();
+    for i in 0..200 {
+        enqueue(
+            &app,
+            app.a.tenant.id,
+            job("lead-processing", &format!("j{i}"), now),
+        )
+        .await;
+    }
+    let processor = Arc::new(Flaky::default());
+    let clock = Arc::new(ManualClock(Mutex::new(now)));
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let worker = worker(&app, processor.clone(), clock.clone());
+            tokio::spawn(async move {
+                let mut done = 0;
+                loop {
+                    let outcomes = worker.try_execute_batch(5).await.unwrap();
+                    if outcomes.is_empty() {
+                        return done;
+                    }
+                    done += outcomes.len();
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for run in runs {
+        total += run.await.unwrap();
+    }
+    assert_eq!(total, 200);
+    let attempts = processor.attempts.lock().unwrap();
+    assert_eq!(attempts.len(), 200);
+    assert!(attempts.values().all(|n| *n == 1), "a job ran twice");
+}
+
+fn csv_file(rows: usize, first_bad: bool) -> String {
+    let mut file = String::from("firstName,lastName,email,phone,company,source\n");
+    for i in 0..rows {
+        if first_bad && i == 3 {
+            file.push_str("Bad,Row,not-an-email,,,\n");
+            continue;
+        }
+        file.push_str(&format!(
+            "Person{i},Import,person{i}@example.com,+45 1234 {i:04},Acme,fair\n"
+        ));
+    }
+    file
+}
+
+async fn post_file(app: &TestApp, content_type: &str, body: String) -> crate::helpers::Reply {
+    crate::helpers::send(
+        app.client
+            .post(app.url("/leads/import"))
+            .header("x-tenant-key", &app.a.key)
+            .header("content-type", content_type)
+            .body(body),
+    )
+    .await
+}
+
+async fn wait_for_job(app: &TestApp, id: &str) -> Value {
+    for _ in 0..300 {
+        let job = app
+            .get(&format!("/jobs/{id}"), &app.a.key)
+            .await
+            .expect(200)
+            .body;
+        if job["state"] == "completed" || job["state"] == "dead" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+#[tokio::test]
+async fn lead_import_runs_in_the_queue_with_progress_row_errors_and_no_duplicates() {
+    let app = spawn_app_with(|_| {}).await;
+    let file = csv_file(250, true);
+    let accepted = post_file(&app, "text/csv", file.clone())
+        .await
+        .expect(202)
+        .body;
+    let job_id = accepted["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(accepted["statusUrl"], format!("/jobs/{job_id}"));
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["result"]["created"], 249);
+    assert_eq!(job["result"]["failed"], 1);
+    assert_eq!(job["result"]["errors"][0]["row"], 4);
+    assert_eq!(job["result"]["errors"][0]["code"], "validation_failed");
+    assert_eq!(job["progress"]["processed"], 250);
+    assert_eq!(
+        app.list_all("/leads?source=fair", &app.a.key).await.len(),
+        249
+    );
+
+    // The same file again is the same job.
+    let again = post_file(&app, "text/csv", file).await.expect(202).body;
+    assert_eq!(again["jobId"], job_id.as_str());
+
+    // Another file overlapping it creates only the new rows.
+    let ndjson = (245..255)
+        .map(|i| json!({"firstName": format!("Person{i}"), "email": format!("person{i}@example.com"), "source": "fair"}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let second = post_file(&app, "application/x-ndjson", ndjson)
+        .await
+        .expect(202)
+        .body;
+    let second = wait_for_job(&app, second["jobId"].as_str().unwrap()).await;
+    assert_eq!(second["result"]["duplicates"], 5);
+    assert_eq!(second["result"]["created"], 5);
+    assert_eq!(
+        app.list_all("/leads?source=fair", &app.a.key).await.len(),
+        254
+    );
+
+    // Tenant B sees none of it.
+    app.get(&format!("/jobs/{job_id}"), &app.b.key)
+        .await
+        .expect_error(404, "not_found");
+
+    post_file(&app, "text/plain", "x".into())
+        .await
+        .expect_error(415, "unsupported_media_type");
+    post_file(&app, "text/csv", "name,email\nA,a@b.c\n".into())
+        .await
+        .expect_error(422, "validation_failed");
+    post_file(&app, "text/csv", "firstName,email\n".into())
+        .await
+        .expect_error(422, "validation_failed");
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"message_queue_processed_total{queue_name="lead-processing",status="completed"} 2"#
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("message_queue"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_admin_and_shows_only_the_tenants_jobs() {
+    let app = app_without_workers().await;
+    let now = Utc::now();
+    enqueue(&app, app.a.tenant.id, job("lead-processing", "a1", now)).await;
+    enqueue(
+        &app,
+        app.a.tenant.id,
+        job("lead-processing", "a2", now + chrono::Duration::hours(1)),
+    )
+    .await;
+    let (b_job, _) = enqueue(&app, app.b.tenant.id, job("lead-processing", "b1", now)).await;
+
+    let overview = app.get("/admin/queues", &app.a.key).await.expect(200).body;
+    let queues = overview.as_array().unwrap();
+    assert_eq!(queues.len(), 6);
+    let lead = queues
+        .iter()
+        .find(|q| q["name"] == "lead-processing")
+        .unwrap();
+    assert_eq!(
+        (lead["ready"].as_u64(), lead["delayed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(lead["priority"], 3);
+    assert!(lead["oldestReadyAgeSeconds"].is_number());
+
+    let listed = app
+        .get("/admin/queues/lead-processing/jobs", &app.a.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "only tenant A's jobs");
+    app.post(
+        &format!("/admin/queues/lead-processing/jobs/{}/retry", b_job.id),
+        &app.a.key,
+        json!({}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.get("/admin/queues/no-such-queue/jobs", &app.a.key)
+        .await
+        .expect_error(404, "not_found");
+
+    let reader = app
+        .key_for_a(KeySpec {
+            name: "r".into(),
+            permissions: vec!["read:*".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 100,
+        })
+        .await;
+    app.get("/admin/queues", &reader)
+        .await
+        .expect_error(403, "permission_denied");
+}
