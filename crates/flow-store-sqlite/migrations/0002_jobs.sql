@@ -32,3 +32,19 @@ CREATE INDEX jobs_tenant_queue ON jobs (tenant_id, queue, state, id);
 
 -- Lead imports look leads up by email to skip rows already imported.
 CREATE INDEX leads_tenant_email ON leads (tenant_id, email) WHERE email IS NOT NULL;
+
+-- Security incidents reported by the Secure Platform.
+CREATE TABLE incidents (
+    id           BLOB PRIMARY KEY,
+    tenant_id    BLOB NOT NULL REFERENCES tenants (id),
+    type         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    description  TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    reported_by  TEXT NOT NULL,
+    resolution   TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    resolved_at  INTEGER
+);
+CREATE INDEX incidents_tenant_status ON incidents (tenant_id, status, id);

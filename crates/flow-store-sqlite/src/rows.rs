@@ -6,6 +6,7 @@ use flow_store::{
     DealStatus, EntityType, EventPriority, EventType, Job, JobState, Lead, LeadStatus, LoggedEvent,
     QueueCounts, StoreError, StoreResult, Tenant,
 };
+use flow_store::{Incident, Severity};
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
 
@@ -267,5 +268,22 @@ pub fn queue_counts(row: &Row) -> rusqlite::Result<QueueCounts> {
         dead: count("dead")?,
         completed_last_minute: count("completed_last_minute")?,
         oldest_ready_age_seconds: row.get::<_, Option<f64>>("oldest_ready_age")?,
+    })
+}
+
+pub fn incident(row: &Row) -> rusqlite::Result<Incident> {
+    let severity: String = row.get("severity")?;
+    Ok(Incident {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        incident_type: row.get("type")?,
+        severity: Severity::parse(&severity).ok_or_else(|| invalid("severity", &severity))?,
+        description: row.get("description")?,
+        status: row.get("status")?,
+        reported_by: row.get("reported_by")?,
+        resolution: row.get("resolution")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        resolved_at: opt_time(row, "resolved_at")?,
     })
 }

@@ -10,6 +10,7 @@ use flow_store::{
     JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
     NewJob, QueueCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
+use flow_store::{Incident, IncidentId};
 use rusqlite::{
     params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
 };
@@ -362,6 +363,22 @@ impl TenantRead for SqliteTenant {
             .map_err(map_err)
     }
 
+    async fn get_incident(&mut self, id: IncidentId) -> StoreResult<Incident> {
+        self.one("incidents", id.0, rows::incident)
+    }
+
+    async fn list_incidents(
+        &mut self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Incident>> {
+        let mut query = self.select("incidents");
+        if let Some(status) = status {
+            query.and("status = ?", SqlValue::Text(status.to_owned()));
+        }
+        self.page(query, None, limit, rows::incident)
+    }
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job> {
         self.one("jobs", id.0, rows::job)
     }
@@ -647,6 +664,43 @@ impl TenantTx for SqliteTenant {
         self.execute_one(
             "UPDATE api_keys SET active = 0 WHERE tenant_id = ?1 AND id = ?2",
             params![self.tenant.0, id.0],
+        )
+    }
+
+    async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO incidents (id, tenant_id, type, severity, description, status, reported_by,
+                resolution, created_at, updated_at, resolved_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                incident.id.0,
+                self.tenant.0,
+                incident.incident_type,
+                incident.severity.as_str(),
+                incident.description,
+                incident.status,
+                incident.reported_by,
+                incident.resolution,
+                micros(incident.created_at),
+                micros(incident.updated_at),
+                incident.resolved_at.map(micros),
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn update_incident(&mut self, incident: &Incident) -> StoreResult<()> {
+        self.execute_one(
+            "UPDATE incidents SET status = ?1, resolution = ?2, updated_at = ?3, resolved_at = ?4
+             WHERE tenant_id = ?5 AND id = ?6",
+            params![
+                incident.status,
+                incident.resolution,
+                micros(incident.updated_at),
+                incident.resolved_at.map(micros),
+                self.tenant.0,
+                incident.id.0,
+            ],
         )
     }
 

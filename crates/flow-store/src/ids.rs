@@ -64,4 +64,6 @@ typed_id!(
     AuditId,
     /// Identifies a queued job.
     JobId,
+    /// Identifies a security incident.
+    IncidentId,
 );

@@ -175,6 +175,7 @@ pub enum EntityType {
     Lead,
     Contact,
     Deal,
+    Incident,
 }
 
 impl EntityType {
@@ -184,14 +185,20 @@ impl EntityType {
             EntityType::Lead => "lead",
             EntityType::Contact => "contact",
             EntityType::Deal => "deal",
+            EntityType::Incident => "incident",
         }
     }
 
     /// Parses a storage name.
     pub fn parse(name: &str) -> Option<Self> {
-        [EntityType::Lead, EntityType::Contact, EntityType::Deal]
-            .into_iter()
-            .find(|e| e.as_str() == name)
+        [
+            EntityType::Lead,
+            EntityType::Contact,
+            EntityType::Deal,
+            EntityType::Incident,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == name)
     }
 }
 
@@ -370,4 +377,70 @@ impl NewEvent {
             priority: event_type.default_priority(),
         }
     }
+}
+
+/// How bad a security incident is.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// The storage name, e.g. `high`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
+    /// The priority of the SECURITY_INCIDENT event for an incident this severe.
+    pub fn event_priority(self) -> EventPriority {
+        match self {
+            Severity::Low => EventPriority::Low,
+            Severity::Medium => EventPriority::Medium,
+            Severity::High => EventPriority::High,
+            Severity::Critical => EventPriority::Critical,
+        }
+    }
+}
+
+/// A security incident reported by the Secure Platform (or any app allowed to).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    pub id: crate::IncidentId,
+    pub tenant_id: TenantId,
+    /// What happened, e.g. `data_breach`, `brute_force`.
+    #[serde(rename = "type")]
+    pub incident_type: String,
+    pub severity: Severity,
+    pub description: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub reported_by: String,
+    pub resolution: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
 }

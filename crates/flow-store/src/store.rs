@@ -6,9 +6,9 @@ use tokio::sync::broadcast;
 
 use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
-    ClaimRequest, Contact, ContactFilter, ContactId, Deal, DealFilter, DealId, Job, JobId,
-    JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob,
-    QueueCounts, Settlement, StoreResult, Tenant, TenantId,
+    ClaimRequest, Contact, ContactFilter, ContactId, Deal, DealFilter, DealId, Incident,
+    IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey,
+    NewAuditEntry, NewEvent, NewJob, QueueCounts, Settlement, StoreResult, Tenant, TenantId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -120,6 +120,14 @@ pub trait TenantRead: Send {
     /// The oldest sequence number still in the log, if any (older ones were pruned).
     async fn oldest_event_seq(&mut self) -> StoreResult<Option<i64>>;
 
+    async fn get_incident(&mut self, id: IncidentId) -> StoreResult<Incident>;
+    /// Incidents newest first, optionally only open or resolved ones.
+    async fn list_incidents(
+        &mut self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Incident>>;
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job>;
     /// Jobs of one queue (newest first), optionally in one state.
     async fn list_jobs(
@@ -166,6 +174,9 @@ pub trait TenantTx: TenantRead {
     async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()>;
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()>;
+
+    async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()>;
+    async fn update_incident(&mut self, incident: &Incident) -> StoreResult<()>;
 
     /// Enqueues a job, or returns the job enqueued earlier with the same idempotency key
     /// (then `false`).

@@ -8,6 +8,7 @@ mod jobs;
 mod leads;
 mod logs;
 mod ops;
+mod security;
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ use crate::{auth, error, error::ApiError, gateway, metrics, state::AppState};
     security(("tenant_key" = [])),
     tags(
         (name = "leads"), (name = "contacts"), (name = "activities"), (name = "deals"),
-        (name = "events"), (name = "audit"), (name = "jobs"), (name = "admin"), (name = "operations"),
+        (name = "events"), (name = "audit"), (name = "jobs"), (name = "security"), (name = "admin"), (name = "operations"),
     )
 )]
 struct ApiDoc;
@@ -69,6 +70,7 @@ fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Open
         .merge(deals::router())
         .merge(logs::router())
         .merge(jobs::router())
+        .merge(security::router())
         .merge(gateway::token_router())
         .split_for_parts();
     let (ops, ops_doc) = ops::router()

@@ -70,6 +70,7 @@ pub async fn ensure_entity(
         EntityType::Lead => tx.get_lead(id.into()).await.map(drop),
         EntityType::Contact => tx.get_contact(id.into()).await.map(drop),
         EntityType::Deal => tx.get_deal(id.into()).await.map(drop),
+        EntityType::Incident => tx.get_incident(id.into()).await.map(drop),
     };
     found.map_err(|e| ApiError::from_store(entity_type.as_str(), e))
 }

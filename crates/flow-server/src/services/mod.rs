@@ -7,6 +7,7 @@ pub mod activities;
 pub mod contacts;
 pub mod deals;
 pub mod leads;
+pub mod security;
 pub mod tenants;
 pub mod voice;
 

@@ -14,3 +14,4 @@ mod ops;
 mod pagination;
 mod queues;
 mod resources;
+mod security;
