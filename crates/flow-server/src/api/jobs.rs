@@ -30,6 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(queue_jobs))
         .routes(routes!(retry_job))
         .routes(routes!(delete_job))
+        .routes(routes!(start_compliance_check))
+        .routes(routes!(get_compliance_check))
+        .routes(routes!(email_sync))
 }
 
 /// Get a job: state, attempts, errors, progress and result.
@@ -281,4 +284,64 @@ async fn dead_job(work: &mut Work<'_>, queue: &str, id: JobId) -> ApiResult<Job>
         ));
     }
     Ok(job)
+}
+
+/// Start a compliance check of this tenant (keys unused for 90 days, contacts without
+/// consent or source, open leads untouched for 30 days). Answers 202; the report is the
+/// job's result, also at `GET /compliance/checks/{id}`.
+#[utoipa::path(post, path = "/compliance/checks", tag = "security",
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn start_compliance_check(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let job = queue::compliance::start(&*state.store, &state.work_signal, &caller).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id,
+            state: job.state,
+            status_url: format!("/compliance/checks/{}", job.id),
+        }),
+    ))
+}
+
+/// A compliance check: its state and, once done, its report.
+#[utoipa::path(get, path = "/compliance/checks/{id}", tag = "security", params(("id" = JobId, Path)),
+    responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
+async fn get_compliance_check(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Json<Job>> {
+    caller.require("read", "compliance")?;
+    let job = read(&*state.store, &caller)
+        .await?
+        .get_job(id)
+        .await
+        .map_err(|e| ApiError::from_store("compliance check", e))?;
+    if job.queue != "compliance-checks" {
+        return Err(ApiError::not_found("compliance check"));
+    }
+    Ok(Json(job))
+}
+
+/// Sync a batch of email headers (the Inbox AI's call): senders become contacts (upserted by
+/// address) and each email an EMAIL activity. Answers 202 with the job.
+#[utoipa::path(post, path = "/contacts/email-sync", tag = "contacts", request_body = queue::email_sync::EmailSyncRequest,
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn email_sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<queue::email_sync::EmailSyncRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let job = queue::email_sync::start(&*state.store, &state.work_signal, &caller, request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id,
+            state: job.state,
+            status_url: format!("/jobs/{}", job.id),
+        }),
+    ))
 }

@@ -1,5 +1,7 @@
 //! Durable job queues: the spec's queues, enqueueing, and the workers that run them.
 
+pub mod compliance;
+pub mod email_sync;
 pub mod import;
 pub mod worker;
 

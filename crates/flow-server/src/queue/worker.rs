@@ -56,6 +56,16 @@ impl Processors {
             super::import::KIND,
             Arc::new(super::import::ImportLeads),
         );
+        processors.register(
+            "compliance-checks",
+            super::compliance::KIND,
+            Arc::new(super::compliance::ComplianceScan),
+        );
+        processors.register(
+            "email-sync",
+            super::email_sync::KIND,
+            Arc::new(super::email_sync::SyncHeaders),
+        );
         processors
     }
 

@@ -561,3 +561,120 @@ async fn the_admin_api_needs_admin_and_shows_only_the_tenants_jobs() {
         .await
         .expect_error(403, "permission_denied");
 }
+
+#[tokio::test]
+async fn a_compliance_check_reports_and_announces_itself() {
+    let app = spawn_app_with(|_| {}).await;
+    let key = &app.a.key;
+    app.post(
+        "/contacts",
+        key,
+        json!({"firstName": "NoConsent", "email": "nc@example.com"}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        "/contacts",
+        key,
+        json!({"firstName": "Fine", "email": "ok@example.com", "consent": true, "source": "web"}),
+    )
+    .await
+    .expect(201);
+    let accepted = app
+        .post("/compliance/checks", key, json!({}))
+        .await
+        .expect(202)
+        .body;
+    let id = accepted["jobId"].as_str().unwrap();
+    let mut check = Value::Null;
+    for _ in 0..200 {
+        check = app
+            .get(&format!("/compliance/checks/{id}"), key)
+            .await
+            .expect(200)
+            .body;
+        if check["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(check["state"], "completed", "{check}");
+    let summary = &check["result"]["summary"];
+    assert_eq!(summary["contactsWithoutConsent"], 1);
+    assert_eq!(summary["leadsUntouchedFor30Days"], 0);
+    assert_eq!(summary["keysUnusedFor90Days"], 0);
+    assert_eq!(check["result"]["scanned"]["contacts"], 2);
+    let log = app.get("/events/log", key).await.expect(200).body;
+    let completed = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "COMPLIANCE_CHECK_COMPLETED");
+    assert_eq!(
+        completed.expect("a COMPLIANCE_CHECK_COMPLETED event")["event"]["data"]["checkId"],
+        id
+    );
+    app.get(&format!("/compliance/checks/{id}"), &app.b.key)
+        .await
+        .expect_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn email_sync_upserts_senders_and_logs_each_email_once() {
+    let app = spawn_app_with(|_| {}).await;
+    let key = &app.a.key;
+    let batch = json!({"emails": [
+        {"from": "Jane@Example.com", "name": "Jane Doe", "date": "2026-11-20T09:00:00Z", "subject": "Pricing"},
+        {"from": "jane@example.com", "name": "Jane Doe", "date": "2026-11-21T09:00:00Z", "subject": "Re: Pricing"},
+        {"from": "ole@example.dk", "date": "2026-11-21T10:00:00Z"}
+    ]});
+    let first = app
+        .post("/contacts/email-sync", key, batch.clone())
+        .await
+        .expect(202)
+        .body;
+    let first = wait_for_job(&app, first["jobId"].as_str().unwrap()).await;
+    assert_eq!(first["result"]["contactsCreated"], 2, "{first}");
+    assert_eq!(first["result"]["emailsLogged"], 3);
+    let jane = app
+        .get("/contacts?email=jane@example.com", key)
+        .await
+        .expect(200)
+        .body;
+    let jane = &jane["data"][0];
+    assert_eq!(jane["firstName"], "Jane");
+    assert_eq!(jane["lastName"], "Doe");
+    let emails = app
+        .get(
+            &format!(
+                "/activities?entityId={}&type=EMAIL",
+                jane["id"].as_str().unwrap()
+            ),
+            key,
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(emails["data"].as_array().unwrap().len(), 2);
+
+    // The same batch again logs nothing twice.
+    let again = app
+        .post("/contacts/email-sync", key, batch)
+        .await
+        .expect(202)
+        .body;
+    let again = wait_for_job(&app, again["jobId"].as_str().unwrap()).await;
+    assert_eq!(again["result"]["alreadyLogged"], 3, "{again}");
+    assert_eq!(again["result"]["contactsCreated"], 0);
+
+    app.post("/contacts/email-sync", key, json!({"emails": []}))
+        .await
+        .expect_error(422, "validation_failed");
+    app.post(
+        "/contacts/email-sync",
+        key,
+        json!({"emails": [{"from": "nope", "date": "2026-11-21T10:00:00Z"}]}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+}
