@@ -2,6 +2,7 @@
 
 pub mod compliance;
 pub mod email_sync;
+pub mod followups;
 pub mod import;
 pub mod worker;
 

@@ -61,6 +61,13 @@ impl Processors {
             super::compliance::KIND,
             Arc::new(super::compliance::ComplianceScan),
         );
+        for kind in [super::followups::QUALIFIED, super::followups::CONVERTED] {
+            processors.register(
+                "lead-processing",
+                kind,
+                Arc::new(super::followups::LeadFollowUp),
+            );
+        }
         processors.register(
             "email-sync",
             super::email_sync::KIND,

@@ -363,6 +363,19 @@ pub async fn change_status(
         )),
     })
     .await?;
+    // The spec's processLeadQualified / processLeadConverted follow-ups run in the queue,
+    // committed with the change that asks for them.
+    let follow_up = match lead.status {
+        LeadStatus::Qualified => Some(crate::queue::followups::QUALIFIED),
+        LeadStatus::Converted => Some(crate::queue::followups::CONVERTED),
+        _ => None,
+    };
+    if let Some(kind) = follow_up {
+        let mut request =
+            crate::queue::Enqueue::new("lead-processing", kind, json!({ "leadId": lead.id }));
+        request.idempotency_key = Some(format!("{kind}:{}", lead.id));
+        crate::queue::enqueue_in(work.tx(), request).await?;
+    }
     work.commit().await?;
     Ok(lead)
 }

@@ -678,3 +678,70 @@ async fn email_sync_upserts_senders_and_logs_each_email_once() {
     .await
     .expect_error(422, "validation_failed");
 }
+
+#[tokio::test]
+async fn qualifying_and_converting_a_lead_runs_the_follow_ups() {
+    let app = spawn_app_with(|c| c.worker_poll_ms = 20).await;
+    let key = &app.a.key;
+    let lead = app
+        .post("/leads", key, json!({"firstName": "Kim", "lastName": "Berg", "email": "kim@berg.dk", "company": "Berg ApS"}))
+        .await
+        .expect(201)
+        .body;
+    let id = lead["id"].as_str().unwrap();
+    for status in ["CONTACTED", "QUALIFIED", "CONVERTED"] {
+        app.patch(
+            &format!("/leads/{id}/status"),
+            key,
+            json!({"status": status}),
+        )
+        .await
+        .expect(200);
+    }
+    let contact = lead["contactId"].as_str().unwrap();
+    let mut deals = Value::Null;
+    for _ in 0..200 {
+        deals = app
+            .get(&format!("/deals?contactId={contact}"), key)
+            .await
+            .expect(200)
+            .body;
+        if !deals["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let deal = &deals["data"][0];
+    assert_eq!(deal["leadId"], id, "{deals}");
+    assert_eq!(deal["title"], "Berg ApS (Kim Berg)");
+    let mut types = Vec::new();
+    for _ in 0..200 {
+        let activities = app
+            .get(&format!("/activities?entityId={id}"), key)
+            .await
+            .expect(200)
+            .body;
+        types = activities["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["type"].as_str().unwrap().to_owned())
+            .collect();
+        if types.contains(&"FOLLOW_UP".to_owned()) && types.contains(&"DEAL_OPENED".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(types.contains(&"FOLLOW_UP".to_owned()), "{types:?}");
+    assert!(types.contains(&"DEAL_OPENED".to_owned()), "{types:?}");
+    let log = app
+        .get("/events/log?limit=1000", key)
+        .await
+        .expect(200)
+        .body;
+    assert!(log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"]["type"] == "DEAL_CREATED"));
+}
