@@ -99,7 +99,7 @@ impl Server {
 fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut worker = queue::worker::Worker::new(
         state.store.clone(),
-        queue::worker::Processors::standard(),
+        queue::worker::Processors::standard(state.config.data_dir.clone()),
         std::sync::Arc::new(queue::SystemClock),
         state.metrics.clone(),
     );

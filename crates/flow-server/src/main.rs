@@ -48,6 +48,14 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Load a backup (from POST /admin/backups) into an empty tenant.
+    Restore {
+        /// Tenant slug or id; it must have no data yet.
+        #[arg(long)]
+        tenant: String,
+        /// The .jsonl backup file; its .sha256 file must be beside it.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -146,6 +154,26 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Tenant(command) => tenant(config, command).await,
         Command::Key(command) => key(config, command).await,
+        Command::Restore { tenant, file } => {
+            let store = open_store(&config).await?;
+            let target = tenants::find_tenant(&*store, &tenant)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {}", e.message))?;
+            let restored = flow_server::queue::backup::restore(&*store, target.id, &file)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!(
+                "restored into {}: {} contacts, {} leads, {} deals, {} activities, {} incidents",
+                target.slug,
+                restored.contacts,
+                restored.leads,
+                restored.deals,
+                restored.activities,
+                restored.incidents
+            );
+            store.close().await;
+            Ok(())
+        }
     }
 }
 

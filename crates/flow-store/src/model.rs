@@ -105,7 +105,7 @@ impl LeadStatus {
 }
 
 /// A sales lead.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {
     pub id: LeadId,
@@ -141,7 +141,7 @@ pub struct LeadFilter {
 }
 
 /// A person or company the tenant deals with.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     pub id: ContactId,
@@ -203,7 +203,7 @@ impl EntityType {
 }
 
 /// Something that happened to a lead, contact or deal: a call, a note, a status change.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Activity {
     pub id: ActivityId,
@@ -255,7 +255,7 @@ impl DealStatus {
 }
 
 /// A sales opportunity with a value.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deal {
     pub id: DealId,
@@ -426,7 +426,7 @@ impl Severity {
 }
 
 /// A security incident reported by the Secure Platform (or any app allowed to).
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Incident {
     pub id: crate::IncidentId,

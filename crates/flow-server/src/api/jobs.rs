@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_compliance_check))
         .routes(routes!(get_compliance_check))
         .routes(routes!(email_sync))
+        .routes(routes!(start_backup))
 }
 
 /// Get a job: state, attempts, errors, progress and result.
@@ -336,6 +337,26 @@ async fn email_sync(
     crate::extract::ApiJson(request): crate::extract::ApiJson<queue::email_sync::EmailSyncRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let job = queue::email_sync::start(&*state.store, &state.work_signal, &caller, request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id,
+            state: job.state,
+            status_url: format!("/jobs/{}", job.id),
+        }),
+    ))
+}
+
+/// Back up this tenant: a consistent JSON-lines export with a SHA-256 checksum file,
+/// written under the data dir by the backup-operations queue; BACKUP_COMPLETED follows.
+/// `flow restore` loads such a file into an empty tenant.
+#[utoipa::path(post, path = "/admin/backups", tag = "admin",
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn start_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let job = queue::backup::start(&*state.store, &state.work_signal, &caller).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

@@ -48,9 +48,14 @@ impl Processors {
             .insert((queue.to_owned(), kind.to_owned()), processor);
     }
 
-    /// Flow's own processors.
-    pub fn standard() -> Self {
+    /// Flow's own processors; backups are written under `data_dir`.
+    pub fn standard(data_dir: std::path::PathBuf) -> Self {
         let mut processors = Self::default();
+        processors.register(
+            "backup-operations",
+            super::backup::KIND,
+            Arc::new(super::backup::ExportTenant { data_dir }),
+        );
         processors.register(
             "lead-processing",
             super::import::KIND,

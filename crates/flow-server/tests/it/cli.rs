@@ -422,3 +422,123 @@ async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
     }
     assert_eq!(stored, rows, "every row imported exactly once");
 }
+
+#[tokio::test]
+async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = field(
+        &flow(dir.path(), &["tenant", "create", "Source"]).await,
+        "api key:",
+    );
+    flow(dir.path(), &["tenant", "create", "Target"]).await;
+    let server = serve_with_env(dir.path(), &[], &[("FLOW_WORKER_POLL_MS", "20")]).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{}{path}", server.url))
+            .header("x-tenant-key", &key)
+            .json(&body)
+            .send()
+    };
+    for i in 0..30 {
+        let lead: Value = post(
+            "/leads",
+            json!({"firstName": format!("B{i}"), "email": format!("b{i}@example.com")}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        if i == 0 {
+            post("/deals", json!({"title": "Deal", "amount": 5, "contactId": lead["contactId"], "leadId": lead["id"]}))
+                .await
+                .unwrap();
+        }
+    }
+    let accepted: Value = post("/admin/backups", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_url = accepted["statusUrl"].as_str().expect("a job").to_owned();
+    let mut job = Value::Null;
+    for _ in 0..400 {
+        job = client
+            .get(format!("{}{job_url}", server.url))
+            .header("x-tenant-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(job["state"], "completed", "{job}");
+    let counts = &job["result"]["counts"];
+    assert_eq!(
+        (
+            counts["leads"].as_u64(),
+            counts["contacts"].as_u64(),
+            counts["deals"].as_u64()
+        ),
+        (Some(30), Some(30), Some(1))
+    );
+    let path = job["result"]["path"].as_str().unwrap().to_owned();
+    assert!(
+        path.starts_with(&dir.path().display().to_string()),
+        "under the data dir: {path}"
+    );
+    let log: Value = client
+        .get(format!("{}/events/log?limit=1000", server.url))
+        .header("x-tenant-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"]["type"] == "BACKUP_COMPLETED"));
+
+    let restored = flow(dir.path(), &["restore", "--tenant", "target", &path]).await;
+    assert!(
+        restored.contains("30 contacts, 30 leads, 1 deals"),
+        "{restored}"
+    );
+    // Not twice: the target has data now.
+    let again = Command::new(FLOW)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["restore", "--tenant", "target", &path])
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+
+    flow(dir.path(), &["tenant", "create", "Third"]).await;
+    let mut contents = std::fs::read_to_string(&path).unwrap();
+    contents = contents.replacen("B1", "X1", 1);
+    std::fs::write(&path, contents).unwrap();
+    let tampered = Command::new(FLOW)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["restore", "--tenant", "third", &path])
+        .output()
+        .await
+        .unwrap();
+    assert!(!tampered.status.success());
+    assert!(
+        String::from_utf8_lossy(&tampered.stderr).contains("checksum"),
+        "{}",
+        String::from_utf8_lossy(&tampered.stderr)
+    );
+}

@@ -137,6 +137,7 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/compliance/checks", &["post"]),
         ("/compliance/checks/{id}", &["get"]),
         ("/contacts/email-sync", &["post"]),
+        ("/admin/backups", &["post"]),
         ("/audit", &["get"]),
         ("/health", &["get"]),
         ("/metrics", &["get"]),
