@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job))
         .routes(routes!(import_leads))
         .routes(routes!(queues))
+        .routes(routes!(enqueue_jobs))
         .routes(routes!(queue_jobs))
         .routes(routes!(retry_job))
         .routes(routes!(delete_job))
@@ -365,4 +366,78 @@ async fn start_backup(
             status_url: format!("/jobs/{}", job.id),
         }),
     ))
+}
+
+/// One job to enqueue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnqueueJob {
+    /// A kind the queue's workers know (every queue knows `ping`).
+    pub kind: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// Higher runs first within the queue (default 0).
+    #[serde(default)]
+    pub priority: i32,
+    /// Run no earlier than this many milliseconds from now.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Defaults to the queue's retries + 1.
+    pub max_attempts: Option<u32>,
+    /// A second enqueue with the same key returns the first job.
+    pub idempotency_key: Option<String>,
+}
+
+/// Body of the enqueue route.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueJobs {
+    /// 1 to 1,000 jobs, enqueued in one transaction.
+    pub jobs: Vec<EnqueueJob>,
+}
+
+/// Enqueue jobs into one of the spec's queues (admin). Answers 202 with the jobs, in order;
+/// a job whose idempotency key was seen before is the earlier job.
+#[utoipa::path(post, path = "/admin/queues/{name}/jobs", tag = "admin", params(("name" = String, Path)),
+    request_body = EnqueueJobs,
+    responses((status = 202, body = Vec<Job>), (status = "4XX", body = ErrorBody)))]
+async fn enqueue_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<EnqueueJobs>,
+) -> ApiResult<(StatusCode, Json<Vec<Job>>)> {
+    caller.require("admin", "queues")?;
+    let def = queue::queue(&name)?;
+    if body.jobs.is_empty() || body.jobs.len() > 1000 {
+        return Err(ApiError::validation("send 1 to 1000 jobs"));
+    }
+    let now = Utc::now();
+    let mut requests = Vec::with_capacity(body.jobs.len());
+    for job in body.jobs {
+        let kind = crate::validate::slug("kind", &job.kind)?;
+        if job.delay_ms > 30 * 24 * 3600 * 1000 {
+            return Err(ApiError::validation("delayMs is at most 30 days"));
+        }
+        if job.max_attempts.is_some_and(|n| n == 0 || n > 100) {
+            return Err(ApiError::validation("maxAttempts must be 1-100"));
+        }
+        let mut request = queue::Enqueue::new(def.name, &kind, job.payload);
+        request.priority = job.priority;
+        request.run_at = now + chrono::Duration::milliseconds(job.delay_ms as i64);
+        request.max_attempts = job.max_attempts;
+        request.idempotency_key = job
+            .idempotency_key
+            .map(|k| crate::validate::name("idempotencyKey", &k, 200))
+            .transpose()?;
+        requests.push(request);
+    }
+    let mut work = Work::begin(&*state.store, &caller).await?;
+    let mut jobs = Vec::with_capacity(requests.len());
+    for request in requests {
+        jobs.push(queue::enqueue_in(work.tx(), request).await?.0);
+    }
+    work.commit().await?;
+    state.work_signal.notify();
+    Ok((StatusCode::ACCEPTED, Json(jobs)))
 }

@@ -51,6 +51,9 @@ impl Processors {
     /// Flow's own processors; backups are written under `data_dir`.
     pub fn standard(data_dir: std::path::PathBuf) -> Self {
         let mut processors = Self::default();
+        for queue in QUEUES {
+            processors.register(queue.name, PING, Arc::new(Ping));
+        }
         processors.register(
             "backup-operations",
             super::backup::KIND,
@@ -236,5 +239,19 @@ impl Worker {
                 () = tokio::time::sleep(poll) => {}
             }
         }
+    }
+}
+
+/// The `ping` job every queue understands: completes at once, echoing its payload. Proves
+/// a queue's path end to end (enqueue, claim, settle) and measures its overhead.
+pub struct Ping;
+
+/// The kind name of [`Ping`].
+pub const PING: &str = "ping";
+
+#[async_trait]
+impl Processor for Ping {
+    async fn process(&self, _store: &Arc<dyn Store>, job: &Job) -> Result<Value, JobError> {
+        Ok(serde_json::json!({ "pong": job.payload }))
     }
 }

@@ -127,7 +127,7 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/jobs/{id}", &["get"]),
         ("/leads/import", &["post"]),
         ("/admin/queues", &["get"]),
-        ("/admin/queues/{name}/jobs", &["get"]),
+        ("/admin/queues/{name}/jobs", &["get", "post"]),
         ("/admin/queues/{name}/jobs/{id}/retry", &["post"]),
         ("/admin/queues/{name}/jobs/{id}", &["delete"]),
         ("/compliance/report", &["post"]),

@@ -745,3 +745,60 @@ async fn qualifying_and_converting_a_lead_runs_the_follow_ups() {
         .iter()
         .any(|e| e["event"]["type"] == "DEAL_CREATED"));
 }
+
+#[tokio::test]
+async fn jobs_enqueued_over_the_api_run_with_their_options() {
+    let app = spawn_app_with(|c| c.worker_poll_ms = 20).await;
+    let key = &app.a.key;
+    let path = "/admin/queues/analytics-processing/jobs";
+    let jobs = app
+        .post(path, key, json!({"jobs": [
+            {"kind": "ping", "payload": {"n": 1}},
+            {"kind": "ping", "payload": {"n": 2}, "priority": 5, "maxAttempts": 7, "idempotencyKey": "k-2"},
+            {"kind": "ping", "payload": {"n": 3}, "delayMs": 600000}
+        ]}))
+        .await
+        .expect(202)
+        .body;
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs[1]["maxAttempts"], 7);
+    assert_eq!(jobs[0]["maxAttempts"], 2, "analytics-processing: 1 retry");
+    let first = wait_for_job(&app, jobs[0]["id"].as_str().unwrap()).await;
+    assert_eq!(first["result"]["pong"]["n"], 1);
+    wait_for_job(&app, jobs[1]["id"].as_str().unwrap()).await;
+    let delayed = app
+        .get(&format!("/jobs/{}", jobs[2]["id"].as_str().unwrap()), key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(delayed["state"], "ready", "due in ten minutes");
+
+    let repeat = app
+        .post(
+            path,
+            key,
+            json!({"jobs": [{"kind": "ping", "idempotencyKey": "k-2"}]}),
+        )
+        .await
+        .expect(202)
+        .body;
+    assert_eq!(repeat[0]["id"], jobs[1]["id"]);
+
+    app.post(path, key, json!({"jobs": []}))
+        .await
+        .expect_error(422, "validation_failed");
+    app.post(
+        "/admin/queues/nope/jobs",
+        key,
+        json!({"jobs": [{"kind": "ping"}]}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.post(
+        path,
+        key,
+        json!({"jobs": [{"kind": "ping", "maxAttempts": 0}]}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+}
