@@ -78,7 +78,7 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let state = self.state.clone();
         let hub = tokio::spawn(state.hub.clone().run());
-        let pruner = tokio::spawn(prune_event_log(state.clone()));
+        let pruner = tokio::spawn(upkeep(state.clone()));
         let workers = spawn_workers(&state);
         let app = api::router(self.state);
         axum::serve(self.listener, app)
@@ -136,24 +136,47 @@ fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     handles
 }
 
-/// Applies the event log's retention once an hour (and once at start).
-async fn prune_event_log(state: AppState) {
+/// Hourly upkeep: event and job retention (also once at start), business rollups of
+/// today for every active tenant (from the first hour on: a fresh start has nothing new).
+async fn upkeep(state: AppState) {
     let retention = chrono::Duration::hours(state.config.event_retention_hours as i64);
+    let mut first_round = true;
     loop {
-        match state
-            .store
-            .prune_events(chrono::Utc::now() - retention)
-            .await
-        {
+        let cutoff = chrono::Utc::now() - retention;
+        match state.store.prune_events(cutoff).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned events past retention"),
             Err(error) => tracing::warn!(%error, "pruning the event log failed"),
         }
+        if let Err(error) = state.store.prune_jobs(cutoff).await {
+            tracing::warn!(%error, "pruning finished jobs failed");
+        }
+        if !first_round {
+            schedule_rollups(&state).await;
+        }
+        first_round = false;
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
         }
     }
+}
+
+async fn schedule_rollups(state: &AppState) {
+    let tenants = match state.store.list_tenants().await {
+        Ok(tenants) => tenants,
+        Err(error) => {
+            tracing::warn!(%error, "listing tenants for rollups failed");
+            return;
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    for tenant in tenants.into_iter().filter(|t| t.active) {
+        if let Err(error) = queue::analytics::enqueue(&*state.store, tenant.id, today).await {
+            tracing::warn!(tenant = %tenant.id, error = %error.message, "could not schedule the rollup");
+        }
+    }
+    state.work_signal.notify();
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.

@@ -48,3 +48,13 @@ CREATE TABLE incidents (
     resolved_at  INTEGER
 );
 CREATE INDEX incidents_tenant_status ON incidents (tenant_id, status, id);
+
+-- Per-tenant daily rollups from the analytics queue; the numbers as JSON.
+CREATE TABLE daily_rollups (
+    tenant_id  BLOB NOT NULL REFERENCES tenants (id),
+    day        TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+) WITHOUT ROWID;
+CREATE INDEX activities_tenant_created ON activities (tenant_id, created_at);
+CREATE INDEX leads_tenant_created ON leads (tenant_id, created_at);

@@ -10,7 +10,7 @@ use flow_store::{
     JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
     NewJob, QueueCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
-use flow_store::{Incident, IncidentId};
+use flow_store::{DailyRollup, Incident, IncidentId};
 use rusqlite::{
     params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
 };
@@ -379,6 +379,67 @@ impl TenantRead for SqliteTenant {
         self.page(query, None, limit, rows::incident)
     }
 
+    async fn compute_rollup(
+        &mut self,
+        day: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<DailyRollup> {
+        let (from, to) = (micros(from), micros(to));
+        let tenant = self.tenant.0;
+        let grouped = |sql: &str| -> StoreResult<std::collections::BTreeMap<String, u64>> {
+            let mut statement = self.conn().prepare_cached(sql).map_err(map_err)?;
+            let rows = statement
+                .query_map(params![tenant, from, to], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })
+                .map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        };
+        let count = |sql: &str| -> StoreResult<u64> {
+            self.conn()
+                .prepare_cached(sql)
+                .and_then(|mut s| s.query_row(params![tenant, from, to], |r| r.get::<_, i64>(0)))
+                .map(|n| n.max(0) as u64)
+                .map_err(map_err)
+        };
+        let leads_by_status = grouped(
+            "SELECT status, COUNT(*) FROM leads WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY status",
+        )?;
+        let leads_by_source = grouped(
+            "SELECT source, COUNT(*) FROM leads WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY source",
+        )?;
+        let leads_created: u64 = leads_by_status.values().sum();
+        let converted = leads_by_status.get("CONVERTED").copied().unwrap_or(0);
+        Ok(DailyRollup {
+            day: day.to_owned(),
+            leads_created,
+            conversion_rate: if leads_created == 0 { 0.0 } else { converted as f64 / leads_created as f64 },
+            leads_by_status,
+            leads_by_source,
+            activities: count("SELECT COUNT(*) FROM activities WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3")?,
+            voice_commands: count(
+                "SELECT COUNT(*) FROM audit_log WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND action = 'voice.execute'",
+            )?,
+            deals_won: count(
+                "SELECT COUNT(*) FROM deals WHERE tenant_id = ?1 AND closed_at >= ?2 AND closed_at < ?3 AND status = 'WON'",
+            )?,
+            computed_at: Some(now()),
+        })
+    }
+
+    async fn list_rollups(&mut self, from: &str, to: &str) -> StoreResult<Vec<DailyRollup>> {
+        let mut statement = self
+            .conn()
+            .prepare_cached("SELECT data FROM daily_rollups WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day")
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map(params![self.tenant.0, from, to], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        rows.map(|row| serde_json::from_str(&row.map_err(map_err)?).map_err(internal))
+            .collect()
+    }
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job> {
         self.one("jobs", id.0, rows::job)
     }
@@ -665,6 +726,19 @@ impl TenantTx for SqliteTenant {
             "UPDATE api_keys SET active = 0 WHERE tenant_id = ?1 AND id = ?2",
             params![self.tenant.0, id.0],
         )
+    }
+
+    async fn save_rollup(&mut self, rollup: &DailyRollup) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO daily_rollups (tenant_id, day, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, day) DO UPDATE SET data = excluded.data",
+            params![
+                self.tenant.0,
+                rollup.day,
+                serde_json::to_string(rollup).map_err(internal)?
+            ],
+        )
+        .map(drop)
     }
 
     async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()> {

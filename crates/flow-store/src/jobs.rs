@@ -140,3 +140,21 @@ pub struct QueueCounts {
     /// Age in seconds of the oldest job that is due and waiting.
     pub oldest_ready_age_seconds: Option<f64>,
 }
+
+/// One tenant's activity on one day, rolled up by the analytics queue.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyRollup {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub leads_created: u64,
+    /// Leads created that day, by their current status.
+    pub leads_by_status: std::collections::BTreeMap<String, u64>,
+    pub leads_by_source: std::collections::BTreeMap<String, u64>,
+    /// Converted / created, for the leads created that day.
+    pub conversion_rate: f64,
+    pub activities: u64,
+    pub voice_commands: u64,
+    pub deals_won: u64,
+    pub computed_at: Option<DateTime<Utc>>,
+}

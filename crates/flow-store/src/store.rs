@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
+use crate::DailyRollup;
 use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
     ClaimRequest, Contact, ContactFilter, ContactId, Deal, DealFilter, DealId, Incident,
@@ -128,6 +129,16 @@ pub trait TenantRead: Send {
         limit: u32,
     ) -> StoreResult<Vec<Incident>>;
 
+    /// Counts the tenant's activity between two instants (a UTC day), for the rollup.
+    async fn compute_rollup(
+        &mut self,
+        day: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<DailyRollup>;
+    /// Stored rollups for days in `[from, to]` (`YYYY-MM-DD`), oldest first.
+    async fn list_rollups(&mut self, from: &str, to: &str) -> StoreResult<Vec<DailyRollup>>;
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job>;
     /// Jobs of one queue (newest first), optionally in one state.
     async fn list_jobs(
@@ -174,6 +185,9 @@ pub trait TenantTx: TenantRead {
     async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()>;
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()>;
+
+    /// Stores (or replaces) a day's rollup.
+    async fn save_rollup(&mut self, rollup: &DailyRollup) -> StoreResult<()>;
 
     async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()>;
     async fn update_incident(&mut self, incident: &Incident) -> StoreResult<()>;

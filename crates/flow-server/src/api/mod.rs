@@ -40,7 +40,7 @@ use crate::{auth, error, error::ApiError, gateway, metrics, state::AppState};
     security(("tenant_key" = [])),
     tags(
         (name = "leads"), (name = "contacts"), (name = "activities"), (name = "deals"),
-        (name = "events"), (name = "audit"), (name = "jobs"), (name = "security"), (name = "admin"), (name = "operations"),
+        (name = "events"), (name = "audit"), (name = "jobs"), (name = "security"), (name = "analytics"), (name = "admin"), (name = "operations"),
     )
 )]
 struct ApiDoc;

@@ -1,5 +1,6 @@
 //! Durable job queues: the spec's queues, enqueueing, and the workers that run them.
 
+pub mod analytics;
 pub mod backup;
 pub mod compliance;
 pub mod email_sync;

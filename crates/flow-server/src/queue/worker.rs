@@ -55,6 +55,11 @@ impl Processors {
             processors.register(queue.name, PING, Arc::new(Ping));
         }
         processors.register(
+            "analytics-processing",
+            super::analytics::KIND,
+            Arc::new(super::analytics::Rollup),
+        );
+        processors.register(
             "backup-operations",
             super::backup::KIND,
             Arc::new(super::backup::ExportTenant { data_dir }),

@@ -138,6 +138,8 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/compliance/checks/{id}", &["get"]),
         ("/contacts/email-sync", &["post"]),
         ("/admin/backups", &["post"]),
+        ("/metrics/business", &["get"]),
+        ("/metrics/business/rollup", &["post"]),
         ("/audit", &["get"]),
         ("/health", &["get"]),
         ("/metrics", &["get"]),

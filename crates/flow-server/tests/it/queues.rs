@@ -802,3 +802,59 @@ async fn jobs_enqueued_over_the_api_run_with_their_options() {
     .await
     .expect_error(422, "validation_failed");
 }
+
+#[tokio::test]
+async fn business_metrics_serve_the_daily_rollup() {
+    let app = spawn_app_with(|c| c.worker_poll_ms = 20).await;
+    let key = &app.a.key;
+    for (i, source) in ["web", "web", "voice"].iter().enumerate() {
+        let lead = app
+            .post(
+                "/leads",
+                key,
+                json!({"firstName": format!("R{i}"), "source": source}),
+            )
+            .await
+            .expect(201)
+            .body;
+        if i == 0 {
+            let path = format!("/leads/{}/status", lead["id"].as_str().unwrap());
+            for status in ["CONTACTED", "QUALIFIED", "CONVERTED"] {
+                app.patch(&path, key, json!({"status": status}))
+                    .await
+                    .expect(200);
+            }
+        }
+    }
+    let accepted = app
+        .post("/metrics/business/rollup", key, json!({}))
+        .await
+        .expect(202)
+        .body;
+    wait_for_job(&app, accepted["jobId"].as_str().unwrap()).await;
+    let days = app.get("/metrics/business", key).await.expect(200).body;
+    let today = &days.as_array().unwrap().last().expect("today's rollup");
+    assert_eq!(today["day"], Utc::now().date_naive().to_string());
+    assert_eq!(today["leadsCreated"], 3);
+    assert_eq!(today["leadsBySource"]["web"], 2);
+    assert_eq!(today["leadsByStatus"]["CONVERTED"], 1);
+    assert!((today["conversionRate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert!(
+        today["activities"].as_u64().unwrap() >= 6,
+        "LEAD_CREATED and STATUS_CHANGED activities: {today}"
+    );
+    assert!(app
+        .get("/metrics/business", &app.b.key)
+        .await
+        .expect(200)
+        .body
+        .as_array()
+        .unwrap()
+        .is_empty());
+    app.get("/metrics/business?from=2026-13-01", key)
+        .await
+        .expect_error(400, "invalid_day");
+    app.get("/metrics/business?from=2026-11-10&to=2026-11-01", key)
+        .await
+        .expect_error(400, "invalid_range");
+}
