@@ -279,21 +279,30 @@ async fn sigterm_lets_in_flight_requests_finish_and_writes_nothing_half() {
     assert!(acknowledged > 0, "some writes happened before the signal");
 
     let restarted = serve(dir.path(), &[]).await;
-    let log: Value = client
-        .get(format!("{}/events/log?limit=1000", restarted.url))
-        .header("x-tenant-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let lead_events = log["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"]["type"] == "LEAD_CREATED")
-        .count();
+    // Read the whole event log, page by page.
+    let mut lead_events = 0;
+    let mut since = 0;
+    loop {
+        let log: Value = client
+            .get(format!(
+                "{}/events/log?limit=1000&since={since}",
+                restarted.url
+            ))
+            .header("x-tenant-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let page = log["data"].as_array().unwrap();
+        let Some(last) = page.last() else { break };
+        since = last["seq"].as_i64().unwrap();
+        lead_events += page
+            .iter()
+            .filter(|e| e["event"]["type"] == "LEAD_CREATED")
+            .count();
+    }
     let mut stored = 0;
     let mut cursor = String::new();
     loop {
