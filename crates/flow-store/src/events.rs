@@ -29,6 +29,8 @@ pub enum EventType {
     TenantCreated,
     UserLoggedIn,
     SystemMaintenance,
+    JobProgress,
+    JobCompleted,
 }
 
 /// Every event type, in declaration order.
@@ -58,6 +60,8 @@ pub const ALL_EVENT_TYPES: &[EventType] = &[
     EventType::TenantCreated,
     EventType::UserLoggedIn,
     EventType::SystemMaintenance,
+    EventType::JobProgress,
+    EventType::JobCompleted,
 ];
 
 /// How urgent an event is for its consumers (the spec's `priority`).
@@ -206,6 +210,17 @@ const ROUTES: &[Route] = &[
         target_apps: &[],
         priority: EventPriority::High,
     },
+    // Flow's own: background jobs report to whoever in the tenant watches.
+    Route {
+        event_type: EventType::JobProgress,
+        target_apps: &[],
+        priority: EventPriority::Low,
+    },
+    Route {
+        event_type: EventType::JobCompleted,
+        target_apps: &[],
+        priority: EventPriority::Low,
+    },
 ];
 
 impl EventType {
@@ -263,6 +278,8 @@ const NAMES: &[&str] = &[
     "TENANT_CREATED",
     "USER_LOGGED_IN",
     "SYSTEM_MAINTENANCE",
+    "JOB_PROGRESS",
+    "JOB_COMPLETED",
 ];
 
 #[cfg(test)]

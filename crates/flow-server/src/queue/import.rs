@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flow_store::{Actor, LeadFilter, Store};
+use flow_store::{Actor, EventType, LeadFilter, NewEvent, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -188,8 +188,18 @@ impl Processor for ImportLeads {
                 "total": tally.total, "processed": tally.processed, "created": tally.created,
                 "duplicates": tally.duplicates, "failed": tally.failed,
             });
+            let done = tally.processed == tally.total;
             let mut tx = store.begin(job.tenant_id).await?;
             tx.set_job_progress(job.id, &progress).await?;
+            // Progress reaches connected apps too; the last one says the import is done.
+            let event_type = if done {
+                EventType::JobCompleted
+            } else {
+                EventType::JobProgress
+            };
+            let data = json!({ "jobId": job.id, "kind": KIND, "progress": progress });
+            tx.append_event(&NewEvent::new(event_type, &payload.source_app, data))
+                .await?;
             tx.commit().await?;
         }
         serde_json::to_value(&tally).map_err(|e| JobError::Permanent(e.to_string()))

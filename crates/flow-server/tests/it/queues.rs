@@ -442,6 +442,20 @@ async fn lead_import_runs_in_the_queue_with_progress_row_errors_and_no_duplicate
     assert_eq!(job["result"]["errors"][0]["row"], 4);
     assert_eq!(job["result"]["errors"][0]["code"], "validation_failed");
     assert_eq!(job["progress"]["processed"], 250);
+    // Progress went out as events: one per batch of 100 rows, the last one completing.
+    let log = app
+        .get("/events/log?limit=1000", &app.a.key)
+        .await
+        .expect(200)
+        .body;
+    let kinds: Vec<&str> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["data"]["jobId"] == job_id.as_str())
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["JOB_PROGRESS", "JOB_PROGRESS", "JOB_COMPLETED"]);
     assert_eq!(
         app.list_all("/leads?source=fair", &app.a.key).await.len(),
         249
