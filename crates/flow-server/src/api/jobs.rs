@@ -102,6 +102,20 @@ impl<S: Send + Sync> FromRequest<S> for ImportFile {
     }
 }
 
+impl Accepted {
+    /// 202 with the job and where to follow it.
+    fn response(job: &Job, status_url: String) -> (StatusCode, Json<Self>) {
+        (
+            StatusCode::ACCEPTED,
+            Json(Self {
+                job_id: job.id,
+                state: job.state,
+                status_url,
+            }),
+        )
+    }
+}
+
 /// Accepted import.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -132,14 +146,7 @@ async fn import_leads(
         &file.body,
     )
     .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            job_id: job.id,
-            state: job.state,
-            status_url: format!("/jobs/{}", job.id),
-        }),
-    ))
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }
 
 /// Per-queue counts of this tenant's jobs.
@@ -300,13 +307,9 @@ async fn start_compliance_check(
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let job = queue::compliance::start(&*state.store, &state.work_signal, &caller).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            job_id: job.id,
-            state: job.state,
-            status_url: format!("/compliance/checks/{}", job.id),
-        }),
+    Ok(Accepted::response(
+        &job,
+        format!("/compliance/checks/{}", job.id),
     ))
 }
 
@@ -340,14 +343,7 @@ async fn email_sync(
     crate::extract::ApiJson(request): crate::extract::ApiJson<queue::email_sync::EmailSyncRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let job = queue::email_sync::start(&*state.store, &state.work_signal, &caller, request).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            job_id: job.id,
-            state: job.state,
-            status_url: format!("/jobs/{}", job.id),
-        }),
-    ))
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }
 
 /// Back up this tenant: a consistent JSON-lines export with a SHA-256 checksum file,
@@ -360,14 +356,7 @@ async fn start_backup(
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let job = queue::backup::start(&*state.store, &state.work_signal, &caller).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            job_id: job.id,
-            state: job.state,
-            status_url: format!("/jobs/{}", job.id),
-        }),
-    ))
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }
 
 /// One job to enqueue.
@@ -511,12 +500,5 @@ async fn start_rollup(
     };
     let job = queue::analytics::enqueue(&*state.store, caller.tenant_id, day).await?;
     state.work_signal.notify();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            job_id: job.id,
-            state: job.state,
-            status_url: format!("/jobs/{}", job.id),
-        }),
-    ))
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }

@@ -49,24 +49,8 @@ pub async fn start(
     caller: &Caller,
 ) -> ApiResult<Job> {
     caller.require("admin", "backups")?;
-    let mut work = Work::begin(store, caller).await?;
-    let (job, _) = super::enqueue_in(
-        work.tx(),
-        super::Enqueue::new("backup-operations", KIND, json!({})),
-    )
-    .await?;
-    work.record(Record {
-        action: "backup.start",
-        entity_type: "job",
-        entity_id: job.id.to_string(),
-        before: None,
-        after: None,
-        event: None,
-    })
-    .await?;
-    work.commit().await?;
-    signal.notify();
-    Ok(job)
+    let request = super::Enqueue::new("backup-operations", KIND, json!({}));
+    super::start(store, signal, caller, request, "backup.start").await
 }
 
 /// Writes backups under `<data_dir>/backups/<tenant>/`.

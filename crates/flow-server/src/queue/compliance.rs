@@ -28,24 +28,8 @@ pub async fn start(
     caller: &Caller,
 ) -> ApiResult<Job> {
     caller.require("write", "compliance")?;
-    let mut work = Work::begin(store, caller).await?;
-    let (job, _) = super::enqueue_in(
-        work.tx(),
-        super::Enqueue::new("compliance-checks", KIND, json!({})),
-    )
-    .await?;
-    work.record(Record {
-        action: "compliance.check",
-        entity_type: "job",
-        entity_id: job.id.to_string(),
-        before: None,
-        after: None,
-        event: None,
-    })
-    .await?;
-    work.commit().await?;
-    signal.notify();
-    Ok(job)
+    let request = super::Enqueue::new("compliance-checks", KIND, json!({}));
+    super::start(store, signal, caller, request, "compliance.check").await
 }
 
 /// Scans for keys unused for 90 days, contacts without consent or source, and open leads

@@ -62,12 +62,8 @@ pub async fn start(
     }
     let payload =
         json!({ "emails": request.emails, "sourceApp": caller.source_app, "actor": caller.actor });
-    let mut work = Work::begin(store, caller).await?;
-    let (job, _) =
-        super::enqueue_in(work.tx(), super::Enqueue::new("email-sync", KIND, payload)).await?;
-    work.commit().await?;
-    signal.notify();
-    Ok(job)
+    let request = super::Enqueue::new("email-sync", KIND, payload);
+    super::start(store, signal, caller, request, "email.sync").await
 }
 
 /// Upserts the senders as contacts and logs each email once (a re-run skips emails

@@ -283,20 +283,5 @@ pub async fn start(
         serde_json::to_value(ImportPayload::new(rows, caller)).map_err(ApiError::internal)?;
     let mut request = super::Enqueue::new("lead-processing", KIND, payload);
     request.idempotency_key = Some(idempotency_key(body));
-    let mut work = crate::services::Work::begin(store, caller).await?;
-    let (job, created) = super::enqueue_in(work.tx(), request).await?;
-    if created {
-        work.record(crate::services::Record {
-            action: "job.enqueue",
-            entity_type: "job",
-            entity_id: job.id.to_string(),
-            before: None,
-            after: Some(json!({ "queue": job.queue, "kind": job.kind, "rows": job.payload["rows"].as_array().map(Vec::len) })),
-            event: None,
-        })
-        .await?;
-    }
-    work.commit().await?;
-    signal.notify();
-    Ok(job)
+    super::start(store, signal, caller, request, "leads.import").await
 }

@@ -115,6 +115,33 @@ pub async fn enqueue_in(tx: &mut dyn TenantTx, request: Enqueue) -> ApiResult<(J
     Ok(tx.enqueue_job(&job).await?)
 }
 
+/// Enqueues one job for the caller in its own transaction, with an audit entry naming
+/// `action`, and wakes the workers.
+pub async fn start(
+    store: &dyn Store,
+    signal: &WorkSignal,
+    caller: &crate::auth::Caller,
+    request: Enqueue,
+    action: &'static str,
+) -> ApiResult<Job> {
+    let mut work = crate::services::Work::begin(store, caller).await?;
+    let (job, created) = enqueue_in(work.tx(), request).await?;
+    if created {
+        work.record(crate::services::Record {
+            action,
+            entity_type: "job",
+            entity_id: job.id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({ "queue": job.queue, "kind": job.kind })),
+            event: None,
+        })
+        .await?;
+    }
+    work.commit().await?;
+    signal.notify();
+    Ok(job)
+}
+
 /// Wakes idle workers when work arrives (they also poll, for work enqueued elsewhere).
 #[derive(Clone, Default)]
 pub struct WorkSignal(Arc<Notify>);
