@@ -45,6 +45,10 @@ pub struct Config {
     pub worker_batch: u32,
     pub worker_poll_ms: u64,
     pub worker_lease_secs: u64,
+    pub llm_base_url: Option<String>,
+    pub llm_api_key: Option<String>,
+    pub llm_model: String,
+    pub llm_timeout_secs: u64,
 }
 
 /// Every setting's name, for reading `FLOW_<NAME>` from the environment.
@@ -69,6 +73,10 @@ const SETTINGS: &[&str] = &[
     "worker_batch",
     "worker_poll_ms",
     "worker_lease_secs",
+    "llm_base_url",
+    "llm_api_key",
+    "llm_model",
+    "llm_timeout_secs",
 ];
 
 /// Settings given on the command line, which win over everything else.
@@ -144,6 +152,14 @@ impl Config {
         }
         if self.worker_batch == 0 || self.worker_poll_ms == 0 || self.worker_lease_secs == 0 {
             bail!("worker_batch, worker_poll_ms and worker_lease_secs must be positive");
+        }
+        if let Some(url) = &self.llm_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("llm_base_url must be an http:// or https:// URL");
+            }
+        }
+        if self.llm_timeout_secs == 0 {
+            bail!("llm_timeout_secs must be positive");
         }
         if self.secret_key.as_ref().is_some_and(|k| k.len() < 32) {
             bail!("secret_key must be at least 32 characters");
@@ -245,6 +261,13 @@ impl fmt::Debug for Config {
             .field("worker_batch", &self.worker_batch)
             .field("worker_poll_ms", &self.worker_poll_ms)
             .field("worker_lease_secs", &self.worker_lease_secs)
+            .field("llm_base_url", &self.llm_base_url)
+            .field(
+                "llm_api_key",
+                &self.llm_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("llm_model", &self.llm_model)
+            .field("llm_timeout_secs", &self.llm_timeout_secs)
             .finish()
     }
 }

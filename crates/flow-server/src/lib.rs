@@ -99,7 +99,10 @@ impl Server {
 fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut worker = queue::worker::Worker::new(
         state.store.clone(),
-        queue::worker::Processors::standard(state.config.data_dir.clone()),
+        queue::worker::Processors::standard(
+            state.config.data_dir.clone(),
+            queue::chat::LlmClient::from_config(&state.config),
+        ),
         std::sync::Arc::new(queue::SystemClock),
         state.metrics.clone(),
     );

@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_backup))
         .routes(routes!(business_metrics))
         .routes(routes!(start_rollup))
+        .routes(routes!(chat))
 }
 
 /// Get a job: state, attempts, errors, progress and result.
@@ -500,5 +501,26 @@ async fn start_rollup(
     };
     let job = queue::analytics::enqueue(&*state.store, caller.tenant_id, day).await?;
     state.work_signal.notify();
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
+}
+
+/// Ask Flow's assistant (an OpenAI-compatible chat API). Answers 202 with a job; the reply
+/// becomes the job's result and is pushed to the tenant's apps as JOB_COMPLETED.
+#[utoipa::path(post, path = "/chat", tag = "jobs", request_body = queue::chat::ChatRequest,
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<queue::chat::ChatRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let configured = state.config.llm_base_url.is_some();
+    let job = queue::chat::start(
+        &*state.store,
+        &state.work_signal,
+        configured,
+        &caller,
+        request,
+    )
+    .await?;
     Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }

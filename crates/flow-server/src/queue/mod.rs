@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod backup;
+pub mod chat;
 pub mod compliance;
 pub mod email_sync;
 pub mod followups;

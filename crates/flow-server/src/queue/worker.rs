@@ -48,9 +48,17 @@ impl Processors {
             .insert((queue.to_owned(), kind.to_owned()), processor);
     }
 
-    /// Flow's own processors; backups are written under `data_dir`.
-    pub fn standard(data_dir: std::path::PathBuf) -> Self {
+    /// Flow's own processors; backups are written under `data_dir`; chat jobs need an
+    /// LLM client.
+    pub fn standard(data_dir: std::path::PathBuf, llm: Option<super::chat::LlmClient>) -> Self {
         let mut processors = Self::default();
+        if let Some(client) = llm {
+            processors.register(
+                "voice-processing",
+                super::chat::KIND,
+                Arc::new(super::chat::Chat { client }),
+            );
+        }
         for queue in QUEUES {
             processors.register(queue.name, PING, Arc::new(Ping));
         }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod chat;
 mod cli;
 mod contacts;
 mod events_audit;

@@ -140,6 +140,7 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/admin/backups", &["post"]),
         ("/metrics/business", &["get"]),
         ("/metrics/business/rollup", &["post"]),
+        ("/chat", &["post"]),
         ("/audit", &["get"]),
         ("/health", &["get"]),
         ("/metrics", &["get"]),
