@@ -31,6 +31,7 @@ pub enum EventType {
     SystemMaintenance,
     JobProgress,
     JobCompleted,
+    VoiceNotification,
 }
 
 /// Every event type, in declaration order.
@@ -62,6 +63,7 @@ pub const ALL_EVENT_TYPES: &[EventType] = &[
     EventType::SystemMaintenance,
     EventType::JobProgress,
     EventType::JobCompleted,
+    EventType::VoiceNotification,
 ];
 
 /// How urgent an event is for its consumers (the spec's `priority`).
@@ -221,6 +223,12 @@ const ROUTES: &[Route] = &[
         target_apps: &[],
         priority: EventPriority::Low,
     },
+    // The spec's voiceApiClient.scheduleNotification: something for the voice agent to say.
+    Route {
+        event_type: EventType::VoiceNotification,
+        target_apps: &["voice-agent"],
+        priority: EventPriority::Medium,
+    },
 ];
 
 impl EventType {
@@ -280,6 +288,7 @@ const NAMES: &[&str] = &[
     "SYSTEM_MAINTENANCE",
     "JOB_PROGRESS",
     "JOB_COMPLETED",
+    "VOICE_NOTIFICATION",
 ];
 
 #[cfg(test)]

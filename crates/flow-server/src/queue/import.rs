@@ -261,6 +261,7 @@ async fn import_row(
         company: row.company,
         source: row.source.or_else(|| Some("import".into())),
         notes: None,
+        voice_notification_enabled: false,
     };
     leads::create(store, caller, input)
         .await

@@ -7,6 +7,7 @@ pub mod compliance;
 pub mod email_sync;
 pub mod followups;
 pub mod import;
+pub mod notify;
 pub mod worker;
 
 use std::{sync::Arc, time::Duration};

@@ -52,6 +52,11 @@ impl Processors {
     /// LLM client.
     pub fn standard(data_dir: std::path::PathBuf, llm: Option<super::chat::LlmClient>) -> Self {
         let mut processors = Self::default();
+        processors.register(
+            "voice-processing",
+            super::notify::KIND,
+            Arc::new(super::notify::VoiceNotify),
+        );
         if let Some(client) = llm {
             processors.register(
                 "voice-processing",

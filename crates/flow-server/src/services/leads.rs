@@ -29,6 +29,9 @@ pub struct CreateLead {
     /// Where the lead came from, e.g. `website`; defaults to the calling app.
     pub source: Option<String>,
     pub notes: Option<String>,
+    /// Have the voice agent announce the new lead (VOICE_NOTIFICATION to voice-agent).
+    #[serde(default)]
+    pub voice_notification_enabled: bool,
 }
 
 /// Body of `PATCH /leads/{id}`: only the fields present change; `null` clears a field.
@@ -177,6 +180,23 @@ pub async fn create(store: &dyn Store, caller: &Caller, input: CreateLead) -> Ap
         )),
     })
     .await?;
+    if input.voice_notification_enabled {
+        let name = [Some(lead.first_name.as_str()), lead.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let payload = json!({
+            "message": format!("New lead received: {name}"),
+            "language": "en",
+            "priority": "medium",
+            "leadId": lead.id,
+        });
+        let mut request =
+            crate::queue::Enqueue::new("voice-processing", crate::queue::notify::KIND, payload);
+        request.idempotency_key = Some(format!("notify:{}", lead.id));
+        crate::queue::enqueue_in(work.tx(), request).await?;
+    }
     work.commit().await?;
     Ok(lead)
 }

@@ -872,3 +872,55 @@ async fn business_metrics_serve_the_daily_rollup() {
         .await
         .expect_error(400, "invalid_range");
 }
+
+#[tokio::test]
+async fn a_lead_that_asks_for_it_is_announced_to_the_voice_agent() {
+    let app = spawn_app_with(|c| c.worker_poll_ms = 20).await;
+    let key = &app.a.key;
+    app.post(
+        "/leads",
+        key,
+        json!({"firstName": "Mette", "lastName": "Lund", "voiceNotificationEnabled": true}),
+    )
+    .await
+    .expect(201);
+    app.post("/leads", key, json!({"firstName": "Quiet"}))
+        .await
+        .expect(201);
+    let mut notification = None;
+    for _ in 0..200 {
+        let log = app
+            .get("/events/log?limit=1000", key)
+            .await
+            .expect(200)
+            .body;
+        notification = log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"]["type"] == "VOICE_NOTIFICATION")
+            .cloned();
+        if notification.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let notification = notification.expect("a VOICE_NOTIFICATION event");
+    assert_eq!(
+        notification["event"]["data"]["message"],
+        "New lead received: Mette Lund"
+    );
+    assert_eq!(notification["event"]["target"], json!(["voice-agent"]));
+    let log = app
+        .get("/events/log?limit=1000", key)
+        .await
+        .expect(200)
+        .body;
+    let count = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "VOICE_NOTIFICATION")
+        .count();
+    assert_eq!(count, 1, "only the lead that asked");
+}
