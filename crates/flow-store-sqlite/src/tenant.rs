@@ -232,13 +232,6 @@ impl TenantRead for SqliteTenant {
         )
     }
 
-    async fn count_leads_by_contact(&mut self, contact: ContactId) -> StoreResult<i64> {
-        self.conn()
-            .prepare_cached("SELECT COUNT(*) FROM leads WHERE tenant_id = ?1 AND contact_id = ?2")
-            .and_then(|mut s| s.query_row(params![self.tenant.0, contact.0], |r| r.get(0)))
-            .map_err(map_err)
-    }
-
     async fn get_contact(&mut self, id: ContactId) -> StoreResult<Contact> {
         self.one("contacts", id.0, rows::contact)
     }

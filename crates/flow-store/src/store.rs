@@ -99,7 +99,6 @@ pub trait TenantRead: Send {
 
     async fn get_lead(&mut self, id: LeadId) -> StoreResult<Lead>;
     async fn list_leads(&mut self, filter: &LeadFilter) -> StoreResult<Vec<Lead>>;
-    async fn count_leads_by_contact(&mut self, contact: ContactId) -> StoreResult<i64>;
 
     async fn get_contact(&mut self, id: ContactId) -> StoreResult<Contact>;
     async fn find_contact_by_email(&mut self, email: &str) -> StoreResult<Option<Contact>>;

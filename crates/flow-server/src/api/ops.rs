@@ -63,6 +63,8 @@ pub struct Health {
     /// `ok` when every check passes, else `degraded`.
     pub status: &'static str,
     pub version: &'static str,
+    /// The database backend, e.g. `sqlite`.
+    pub backend: &'static str,
     pub uptime_seconds: u64,
     pub checks: HealthChecks,
     /// Present when the request carried a valid `x-tenant-key`.
@@ -111,6 +113,7 @@ async fn health(
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
+        backend: state.store.backend(),
         uptime_seconds: state.started_at.elapsed().as_secs(),
         checks: HealthChecks { database },
         auth: caller.map(|c| KeyInfo {
