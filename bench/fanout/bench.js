@@ -469,6 +469,7 @@ async function scenarioSize(kind, n) {
     await sleep(1000);
     out.rssBeforeKiB = rssKiB(server.pid);
     out.threadsBefore = threads(server.pid);
+    out.anonBeforeKiB = rssKiB(server.pid, 'RssAnon');
     const t0 = procTicks(server.pid);
     conn = await startClients(server, n);
     out.connectCpuS = ((procTicks(server.pid) || 0) - (t0 || 0)) / 100;
@@ -477,6 +478,8 @@ async function scenarioSize(kind, n) {
     await sleep(S.settleS * 1000);
     out.rssIdleKiB = rssKiB(server.pid);
     out.threadsIdle = threads(server.pid);
+    out.anonIdleKiB = rssKiB(server.pid, 'RssAnon');
+    log(`${NAMES[kind]}: RSS ${out.rssBeforeKiB} → ${out.rssIdleKiB} KiB (anonymous ${out.anonBeforeKiB} → ${out.anonIdleKiB} KiB), threads ${out.threadsBefore} → ${out.threadsIdle}`);
     out.perConnKiB = conn.connected ? (out.rssIdleKiB - out.rssBeforeKiB) / conn.connected : null;
     if (conn.connected > 0) {
       await warmup(server, conn, writer, S.rate);

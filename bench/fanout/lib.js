@@ -85,10 +85,10 @@ function machineTicks() {
   return { busy: total - idle, total, irq: (v[5] || 0) + (v[6] || 0) };
 }
 
-// Resident set size in KiB (VmRSS), or null.
-function rssKiB(pid) {
+// Resident set size in KiB (VmRSS, or another Rss*/Vm* field of /proc/PID/status), or null.
+function rssKiB(pid, field = 'VmRSS') {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : null;
   } catch {
     return null;

@@ -73,6 +73,10 @@ if [[ ,${SERVERS:-flow}, == *,flow,* ]]; then
         FLOW_BIN="$target/release/flow"
         FLOW_BIN_DESC="release build of a clean export of $rev (FLOW_REF=$FLOW_REF), built by run.sh"
         COMMIT=$rev
+        # The harness itself is read from the working tree.
+        if ! git -C "$ROOT" diff --quiet HEAD -- bench/fanout 2>/dev/null; then
+            COMMIT+=" (bench/fanout with uncommitted changes)"
+        fi
     elif [[ -z ${FLOW_BIN:-} ]]; then
         log "building flow (release)"
         (cd "$ROOT" && cargo build --release -p flow-server)

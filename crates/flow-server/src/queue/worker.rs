@@ -167,7 +167,7 @@ impl Worker {
             .claim_jobs(&ClaimRequest {
                 queues: QUEUES.iter().map(|q| q.name.to_owned()).collect(),
                 now,
-                lease_until: now + lease * limit.max(1) as i32,
+                lease_until: now + lease,
                 limit,
             })
             .await?;
