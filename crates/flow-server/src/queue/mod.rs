@@ -152,6 +152,9 @@ impl WorkSignal {
     /// Tells the idle workers there is work.
     pub fn notify(&self) {
         self.0.notify_waiters();
+        // A worker between an empty claim and its wait would miss the broadcast above;
+        // the stored permit wakes it as soon as it waits.
+        self.0.notify_one();
     }
 
     /// Resolves at the next notification.
