@@ -273,6 +273,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn extend_lease(&self, id: JobId, attempt: u32, until: DateTime<Utc>) -> StoreResult<()> {
+        let until = micros(until);
+        self.unit(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND state = 'running' AND attempts = ?3",
+                )
+                .and_then(|mut s| s.execute(params![until, id.0, attempt]))
+                .map_err(map_err)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn queue_depths(&self) -> StoreResult<Vec<(String, u64)>> {
         let reader = self.pool.reader().await?;
         let mut statement = reader

@@ -81,6 +81,10 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// Extends the lease of attempt `attempt` of a running job (its worker is still at it).
+    /// `NotFound` if the attempt lost the job.
+    async fn extend_lease(&self, id: JobId, attempt: u32, until: DateTime<Utc>) -> StoreResult<()>;
+
     /// Jobs waiting (ready, due or not) per queue, across tenants: for the queue gauge.
     async fn queue_depths(&self) -> StoreResult<Vec<(String, u64)>>;
 

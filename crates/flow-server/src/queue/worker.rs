@@ -172,16 +172,42 @@ impl Worker {
             })
             .await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut held: Vec<(JobId, u32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
         for job in jobs {
-            outcomes.push(self.execute(job).await?);
+            outcomes.push(self.execute(job, &held).await?);
+            held.remove(0);
         }
         Ok(outcomes)
     }
 
-    async fn execute(&self, job: Job) -> Result<ExecutionOutcome, StoreError> {
+    async fn execute(
+        &self,
+        job: Job,
+        held: &[(JobId, u32)],
+    ) -> Result<ExecutionOutcome, StoreError> {
         let started = std::time::Instant::now();
         let result = match self.processors.get(&job) {
-            Some(processor) => processor.process(&self.store, &job).await,
+            Some(processor) => {
+                // Keep the leases of this job and of the batch still waiting alive while a
+                // long job runs, so no other worker takes them over.
+                let work = processor.process(&self.store, &job);
+                tokio::pin!(work);
+                let period = (self.lease / 3).max(std::time::Duration::from_millis(10));
+                let mut heartbeat = tokio::time::interval(period);
+                heartbeat.tick().await;
+                loop {
+                    tokio::select! {
+                        result = &mut work => break result,
+                        _ = heartbeat.tick() => {
+                            let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+                            let until = self.clock.now() + lease;
+                            for (id, attempt) in held {
+                                let _ = self.store.extend_lease(*id, *attempt, until).await;
+                            }
+                        }
+                    }
+                }
+            }
             None => Err(JobError::Permanent(format!(
                 "no processor for {} jobs in {}",
                 job.kind, job.queue

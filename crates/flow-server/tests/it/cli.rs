@@ -89,6 +89,28 @@ async fn serve_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ser
     Serve { child, url, banner }
 }
 
+/// How many leads a tenant has (matching `filter`, e.g. `source=crash&`), page by page.
+async fn count_leads(client: &reqwest::Client, base: &str, key: &str, filter: &str) -> usize {
+    let mut count = 0;
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(format!("{base}/leads?{filter}limit=100{cursor}"))
+            .header("x-tenant-key", key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        count += page["data"].as_array().unwrap().len();
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return count,
+        }
+    }
+}
+
 async fn status(client: &reqwest::Client, url: String, key: &str) -> u16 {
     client
         .get(url)
@@ -303,24 +325,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_writes_nothing_half() {
             .filter(|e| e["event"]["type"] == "LEAD_CREATED")
             .count();
     }
-    let mut stored = 0;
-    let mut cursor = String::new();
-    loop {
-        let page: Value = client
-            .get(format!("{}/leads?limit=100{cursor}", restarted.url))
-            .header("x-tenant-key", &key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stored += page["data"].as_array().unwrap().len();
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let stored = count_leads(&client, &restarted.url, &key, "").await;
     assert_eq!(
         stored, acknowledged,
         "every acknowledged lead is stored, and only those"
@@ -408,27 +413,7 @@ async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
         rows as u64,
         "the second attempt skips what the first created ({killed_at}+ rows): {result}"
     );
-    let mut stored = 0;
-    let mut cursor = String::new();
-    loop {
-        let page: Value = client
-            .get(format!(
-                "{}/leads?source=crash&limit=100{cursor}",
-                restarted.url
-            ))
-            .header("x-tenant-key", &key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stored += page["data"].as_array().unwrap().len();
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let stored = count_leads(&client, &restarted.url, &key, "source=crash&").await;
     assert_eq!(stored, rows, "every row imported exactly once");
 }
 
