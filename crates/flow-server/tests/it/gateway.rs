@@ -470,15 +470,7 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_up() {
     // The slow socket is cut off within the send timeout (1 s here) of falling behind.
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = app.metrics().await;
         if metrics.contains("websocket_slow_consumers_dropped_total 1") {
             break;
         }
@@ -781,15 +773,7 @@ async fn gateway_metrics_count_connections_and_published_events() {
     let mut socket = connect(&app, &app.a.key, None).await;
     socket.send(json!({"type": "resume", "since": 0})).await;
     socket.events(3).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let tenant = app.a.tenant.id;
     for expected in [
         format!(r#"websocket_connections_active{{app_id="flow-web",tenant_id="{tenant}"}} 1"#),

@@ -147,6 +147,18 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Creates another key for tenant A.
     pub async fn key_for_a(&self, spec: KeySpec) -> String {
         tenants::create_key(&*self.store, &self.a.tenant, &spec, None)

@@ -193,15 +193,7 @@ async fn metrics_pass_promtool_check() {
     let app = spawn_app().await;
     app.create_lead(&app.a.key, "Prom", None).await;
     app.get("/leads?limit=0", &app.a.key).await.expect(400);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -497,15 +497,7 @@ async fn lead_import_runs_in_the_queue_with_progress_row_errors_and_no_duplicate
         .await
         .expect_error(422, "validation_failed");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"message_queue_processed_total{queue_name="lead-processing",status="completed"} 2"#
