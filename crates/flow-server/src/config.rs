@@ -35,6 +35,9 @@ pub struct Config {
     pub request_timeout_secs: u64,
     pub default_rate_limit_per_minute: u32,
     pub db_read_connections: u32,
+    pub db_max_connections: u32,
+    pub db_statement_timeout_ms: u64,
+    pub db_app_role: String,
     pub secret_key: Option<String>,
     pub ws_buffer_events: usize,
     pub ws_heartbeat_secs: u64,
@@ -63,6 +66,9 @@ const SETTINGS: &[&str] = &[
     "request_timeout_secs",
     "default_rate_limit_per_minute",
     "db_read_connections",
+    "db_max_connections",
+    "db_statement_timeout_ms",
+    "db_app_role",
     "secret_key",
     "ws_buffer_events",
     "ws_heartbeat_secs",
@@ -134,9 +140,12 @@ impl Config {
             bail!("default_rate_limit_per_minute must be positive");
         }
         if let Some(url) = &self.database_url {
-            if !url.starts_with("sqlite:") {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
                 bail!(
-                    "database_url {:?}: only sqlite: URLs are supported so far",
+                    "database_url {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
                     redact(url)
                 );
             }
@@ -248,6 +257,9 @@ impl fmt::Debug for Config {
                 &self.default_rate_limit_per_minute,
             )
             .field("db_read_connections", &self.db_read_connections)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
+            .field("db_app_role", &self.db_app_role)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),

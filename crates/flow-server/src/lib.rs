@@ -19,6 +19,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use flow_store::Store;
+use flow_store_postgres::{PgOptions, PgStore};
 use flow_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,19 +29,42 @@ use crate::{config::Config, state::AppState};
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url();
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    }
-    let options = SqliteOptions {
-        read_connections: config.db_read_connections,
-        ..SqliteOptions::default()
+    let store: Arc<dyn Store> = if is_postgres(&url) {
+        let store = PgStore::open(&url, &pg_options(config))
+            .await
+            .context("connecting to PostgreSQL")?;
+        store.listen();
+        Arc::new(store)
+    } else {
+        if config.database_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        }
+        let options = SqliteOptions {
+            read_connections: config.db_read_connections,
+            ..SqliteOptions::default()
+        };
+        Arc::new(
+            SqliteStore::open(&url, &options)
+                .await
+                .with_context(|| format!("opening database {url}"))?,
+        )
     };
-    let store = SqliteStore::open(&url, &options)
-        .await
-        .with_context(|| format!("opening database {url}"))?;
     store.migrate().await.context("migrating database")?;
-    Ok(Arc::new(store))
+    Ok(store)
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn pg_options(config: &Config) -> PgOptions {
+    PgOptions {
+        max_connections: config.db_max_connections,
+        statement_timeout: std::time::Duration::from_millis(config.db_statement_timeout_ms),
+        app_role: config.db_app_role.clone(),
+        ..PgOptions::default()
+    }
 }
 
 /// A bound, not yet running server.
@@ -118,6 +142,21 @@ fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             ))
         })
         .collect();
+    if let Some(mut remote) = state.store.work_notices() {
+        let signal = state.work_signal.clone();
+        let shutdown = state.shutdown.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    notice = remote.recv() => match notice {
+                        Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => signal.notify(),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        }));
+    }
     let gauge_state = state.clone();
     handles.push(tokio::spawn(async move {
         loop {

@@ -27,9 +27,10 @@ pub struct Metrics {
     jobs_processed: IntCounterVec,
     job_duration: HistogramVec,
     queue_size: IntGaugeVec,
+    jobs_running: IntGaugeVec,
 }
 
-/// Decrements the connection gauge when the connection ends.
+/// Decrements a gauge when dropped: an open connection, a running job.
 pub struct ConnectionGuard {
     gauge: prometheus::IntGauge,
 }
@@ -115,6 +116,14 @@ impl Metrics {
             &["queue_name"],
         )
         .expect("valid metric");
+        let jobs_running = IntGaugeVec::new(
+            Opts::new(
+                "message_queue_jobs_running",
+                "Jobs this process is executing right now",
+            ),
+            &["queue_name"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -125,6 +134,7 @@ impl Metrics {
             Box::new(jobs_processed.clone()),
             Box::new(job_duration.clone()),
             Box::new(queue_size.clone()),
+            Box::new(jobs_running.clone()),
         ] {
             registry.register(collector).expect("registered once");
         }
@@ -139,7 +149,15 @@ impl Metrics {
             jobs_processed,
             job_duration,
             queue_size,
+            jobs_running,
         }
+    }
+
+    /// Counts a job this process runs until the returned guard drops.
+    pub fn job_running(&self, queue: &str) -> ConnectionGuard {
+        let gauge = self.jobs_running.with_label_values(&[queue]);
+        gauge.inc();
+        ConnectionGuard { gauge }
     }
 
     /// Counts a finished job attempt (`completed`, `retried`, `dead`) and times it.

@@ -65,6 +65,12 @@ pub trait Store: Send + Sync + 'static {
     /// nothing: the event log stays the source, notices only say where to look.
     fn commit_notices(&self) -> broadcast::Receiver<CommitNotice>;
 
+    /// Wake-ups for workers when jobs were enqueued elsewhere (by another process on a
+    /// shared database). `None` where only this process writes jobs.
+    fn work_notices(&self) -> Option<broadcast::Receiver<()>> {
+        None
+    }
+
     /// Takes up to `limit` due jobs of the given queues for a worker: ready jobs whose time
     /// has come and running jobs whose lease expired, highest queue priority first, then
     /// job priority, then age. Each one's `attempts` goes up by one; two workers never get
@@ -217,8 +223,26 @@ pub trait TenantTx: TenantRead {
 }
 
 /// Says that a tenant's log grew, carrying the events this commit appended.
+///
+/// The events may be missing (a commit made by another process): readers then take
+/// them from the log.
 #[derive(Clone, Debug)]
 pub struct CommitNotice {
     pub tenant_id: TenantId,
     pub events: Arc<Vec<LoggedEvent>>,
+}
+
+impl CommitNotice {
+    /// A notice about every tenant: notices may have been missed, so re-read all logs.
+    pub fn all_tenants() -> Self {
+        Self {
+            tenant_id: TenantId(uuid::Uuid::nil()),
+            events: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Whether this is [`CommitNotice::all_tenants`].
+    pub fn is_for_all_tenants(&self) -> bool {
+        self.tenant_id.0.is_nil()
+    }
 }

@@ -97,6 +97,11 @@ impl Hub {
                 notice = notices.recv() => notice,
             };
             match notice {
+                Ok(notice) if notice.is_for_all_tenants() => {
+                    for channel in self.lock().values() {
+                        channel.wake.notify_one();
+                    }
+                }
                 Ok(notice) => {
                     let tenants = self.lock();
                     if let Some(channel) = tenants.get(&notice.tenant_id) {

@@ -186,6 +186,7 @@ impl Worker {
         held: &[(JobId, u32)],
     ) -> Result<ExecutionOutcome, StoreError> {
         let started = std::time::Instant::now();
+        let running = self.metrics.job_running(&job.queue);
         let result = match self.processors.get(&job) {
             Some(processor) => {
                 // Keep the leases of this job and of the batch still waiting alive while a
@@ -213,6 +214,7 @@ impl Worker {
                 job.kind, job.queue
             ))),
         };
+        drop(running);
         let now = self.clock.now();
         let (settlement, outcome, status) = match result {
             Ok(result) => (

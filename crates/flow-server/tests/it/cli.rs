@@ -11,11 +11,34 @@ use tokio::{
 
 const FLOW: &str = env!("CARGO_BIN_EXE_flow");
 
+/// A fresh data directory; on the PostgreSQL run also a fresh database, named in the
+/// directory's `flow.toml` that every command here passes with `--config`.
+async fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(url) = crate::helpers::test_database_url().await {
+        std::fs::write(
+            dir.path().join("flow.toml"),
+            format!("database_url = {url:?}\n"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// `flow --data-dir DIR [--config DIR/flow.toml]`.
+fn flow_command(dir: &Path) -> Command {
+    let mut command = Command::new(FLOW);
+    command.arg("--data-dir").arg(dir);
+    let config = dir.join("flow.toml");
+    if config.exists() {
+        command.arg("--config").arg(config);
+    }
+    command
+}
+
 /// Runs a `flow` command to completion and returns its stdout.
-async fn flow(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(FLOW)
-        .arg("--data-dir")
-        .arg(dir)
+pub(crate) async fn flow(dir: &Path, args: &[&str]) -> String {
+    let output = flow_command(dir)
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -31,7 +54,7 @@ async fn flow(dir: &Path, args: &[&str]) -> String {
 }
 
 /// The value after `label` on its line of `output`.
-fn field(output: &str, label: &str) -> String {
+pub(crate) fn field(output: &str, label: &str) -> String {
     output
         .lines()
         .find_map(|line| line.trim().strip_prefix(label))
@@ -40,9 +63,9 @@ fn field(output: &str, label: &str) -> String {
         .to_owned()
 }
 
-struct Serve {
-    child: Child,
-    url: String,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     banner: String,
 }
 
@@ -51,10 +74,8 @@ async fn serve(dir: &Path, extra: &[&str]) -> Serve {
     serve_with_env(dir, extra, &[]).await
 }
 
-async fn serve_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-    let mut child = Command::new(FLOW)
-        .arg("--data-dir")
-        .arg(dir)
+pub(crate) async fn serve_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    let mut child = flow_command(dir)
         .args(["serve", "--port", "0"])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -90,7 +111,12 @@ async fn serve_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ser
 }
 
 /// How many leads a tenant has (matching `filter`, e.g. `source=crash&`), page by page.
-async fn count_leads(client: &reqwest::Client, base: &str, key: &str, filter: &str) -> usize {
+pub(crate) async fn count_leads(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    filter: &str,
+) -> usize {
     let mut count = 0;
     let mut cursor = String::new();
     loop {
@@ -124,7 +150,7 @@ async fn status(client: &reqwest::Client, url: String, key: &str) -> u16 {
 
 #[tokio::test]
 async fn serve_demo_prints_working_keys_and_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workspace().await;
     let client = reqwest::Client::new();
     let first = serve(dir.path(), &["--demo"]).await;
     assert!(
@@ -183,7 +209,7 @@ async fn serve_demo_prints_working_keys_and_is_idempotent() {
 
 #[tokio::test]
 async fn tenant_and_key_commands_manage_access_of_a_running_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workspace().await;
     let client = reqwest::Client::new();
     let created = flow(dir.path(), &["tenant", "create", "Acme Corp"]).await;
     let admin_key = field(&created, "api key:");
@@ -246,7 +272,7 @@ async fn tenant_and_key_commands_manage_access_of_a_running_server() {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_writes_nothing_half() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workspace().await;
     let created = flow(dir.path(), &["tenant", "create", "Shutdown"]).await;
     let key = field(&created, "api key:");
     let mut server = serve(dir.path(), &[]).await;
@@ -335,7 +361,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_writes_nothing_half() {
 
 #[tokio::test]
 async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workspace().await;
     let key = field(
         &flow(dir.path(), &["tenant", "create", "Crash"]).await,
         "api key:",
@@ -419,7 +445,7 @@ async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
 
 #[tokio::test]
 async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workspace().await;
     let key = field(
         &flow(dir.path(), &["tenant", "create", "Source"]).await,
         "api key:",
@@ -509,9 +535,7 @@ async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() 
         "{restored}"
     );
     // Not twice: the target has data now.
-    let again = Command::new(FLOW)
-        .arg("--data-dir")
-        .arg(dir.path())
+    let again = flow_command(dir.path())
         .args(["restore", "--tenant", "target", &path])
         .output()
         .await
@@ -522,9 +546,7 @@ async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() 
     let mut contents = std::fs::read_to_string(&path).unwrap();
     contents = contents.replacen("B1", "X1", 1);
     std::fs::write(&path, contents).unwrap();
-    let tampered = Command::new(FLOW)
-        .arg("--data-dir")
-        .arg(dir.path())
+    let tampered = flow_command(dir.path())
         .args(["restore", "--tenant", "third", &path])
         .output()
         .await

@@ -99,6 +99,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::defaults();
     config.port = 0;
     config.data_dir = dir.path().to_owned();
+    config.database_url = test_database_url().await;
     configure(&mut config);
     let store = open_store(&config).await.expect("store opens");
     let a = make_tenant(&*store, "Tenant A").await;
@@ -118,6 +119,24 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         shutdown,
         _dir: dir,
     }
+}
+
+/// On the PostgreSQL run (`FLOW_TEST_BACKEND=postgres`): a fresh database, migrated by
+/// its owner, and the URL Flow serves it with (a role subject to row-level security).
+/// `None` on the default embedded run.
+pub async fn test_database_url() -> Option<String> {
+    if std::env::var("FLOW_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let server = flow_store_postgres::testing::server_url()
+        .expect("FLOW_TEST_BACKEND=postgres needs FLOW_TEST_POSTGRES");
+    let db = flow_store_postgres::testing::TestDatabase::create_on(&server).await;
+    let owner = flow_store_postgres::PgStore::open(&db.owner_url, &Default::default())
+        .await
+        .expect("owner connects");
+    owner.migrate().await.expect("owner migrates");
+    owner.close().await;
+    Some(db.app_url)
 }
 
 async fn make_tenant(store: &dyn Store, name: &str) -> TestTenant {

@@ -15,7 +15,7 @@ async fn health_reports_each_check_and_validates_a_key_when_given() {
         .body;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["checks"]["database"]["status"], "ok");
-    assert_eq!(health["backend"], "sqlite");
+    assert_eq!(health["backend"], app.store.backend());
     assert!(health["checks"]["database"]["latencyMs"].is_number());
     assert!(health.get("auth").is_none());
 

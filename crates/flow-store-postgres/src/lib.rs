@@ -1,0 +1,590 @@
+//! Flow on PostgreSQL: the backend for running several `flow serve` processes on one
+//! database.
+//!
+//! Tenant isolation has two walls. Every tenant query carries `tenant_id = $1` (the same
+//! discipline as the embedded backend), and every tenant table has forced row-level
+//! security keyed on `app.tenant_id`, which [`PgStore::begin`] and [`PgStore::read`] set
+//! for their transaction and nothing else sets. Operations that must span tenants (key
+//! lookup, the job queue, retention) go through a handful of `SECURITY DEFINER`
+//! functions in the schema, never around it.
+//!
+//! Commits that append events `NOTIFY flow_events`; enqueues `NOTIFY flow_jobs`. One
+//! listener per process turns those into local wake-ups. They are only wake-ups: the
+//! event log and the jobs table stay the source, so a missed notification loses nothing.
+
+mod rows;
+mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use flow_store::{
+    ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, Settlement,
+    Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
+};
+use sqlx::{
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    ConnectOptions, Executor, PgPool, Row,
+};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::tenant::PgTenant;
+
+/// Schema migrations, applied in order and recorded in `flow_migrations`.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_schema.sql")];
+
+/// Serialises concurrent `migrate` calls (several instances starting at once).
+const MIGRATION_LOCK: i64 = 0x0066_6c6f_776d_6967; // "flowmig"
+
+/// Channel for "a tenant's event log grew"; payload `instance tenant_id`.
+const EVENTS_CHANNEL: &str = "flow_events";
+/// Channel for "jobs were enqueued"; payload `instance`.
+const JOBS_CHANNEL: &str = "flow_jobs";
+
+/// Tuning for [`PgStore::open`].
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Most connections this process holds.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing as unavailable.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run before the database cancels it.
+    pub statement_timeout: Duration,
+    /// The role `flow serve` connects as; `migrate` grants it what it needs.
+    pub app_role: String,
+    /// Test-only: leave the application's own tenant filter out of `list_leads`, so a
+    /// test can show that row-level security alone still isolates tenants.
+    pub unfiltered_lead_list_for_tests: bool,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            app_role: "flow_app".into(),
+            unfiltered_lead_list_for_tests: false,
+        }
+    }
+}
+
+/// The PostgreSQL implementation of [`Store`].
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    options: Arc<PgOptions>,
+    notices: broadcast::Sender<CommitNotice>,
+    work: broadcast::Sender<()>,
+    /// Tells this process's own notifications apart from other instances'.
+    instance: Uuid,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://...`). Connections are made lazily and remade after
+    /// the database restarts; until then requests fail as unavailable.
+    pub async fn open(url: &str, options: &PgOptions) -> StoreResult<Self> {
+        let statement_timeout = format!("{}ms", options.statement_timeout.as_millis());
+        let connect: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?
+            .options([("statement_timeout", statement_timeout.as_str())])
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            // A connection broken by a database restart is noticed before use.
+            .test_before_acquire(true)
+            .connect_with(connect)
+            .await
+            .map_err(map_err)?;
+        let (notices, _) = broadcast::channel(1024);
+        let (work, _) = broadcast::channel(16);
+        let store = Self {
+            pool,
+            options: Arc::new(options.clone()),
+            notices,
+            work,
+            instance: Uuid::new_v4(),
+        };
+        Ok(store)
+    }
+
+    /// Starts the process's notification listener; it runs until the pool closes.
+    pub fn listen(&self) {
+        tokio::spawn(self.clone().listen_loop());
+    }
+
+    async fn listen_loop(self) {
+        loop {
+            match self.listen_once().await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "notification listener lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            if self.pool.is_closed() {
+                return;
+            }
+        }
+    }
+
+    /// Listens until the pool closes (`Ok`) or the connection fails (`Err`). Anything
+    /// missed while disconnected is recovered by waking every reader afterwards.
+    async fn listen_once(&self) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([EVENTS_CHANNEL, JOBS_CHANNEL]).await?;
+        self.wake_everyone();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    self.on_notification(notification.channel(), notification.payload())
+                }
+                Ok(None) => self.wake_everyone(),
+                Err(sqlx::Error::PoolClosed) => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn on_notification(&self, channel: &str, payload: &str) {
+        let mut parts = payload.split(' ');
+        let from_us = parts.next() == Some(self.instance.to_string().as_str());
+        if from_us {
+            return;
+        }
+        match channel {
+            EVENTS_CHANNEL => {
+                if let Some(tenant) = parts.next().and_then(|t| t.parse::<Uuid>().ok()) {
+                    // No events attached: the dispatcher reads them from the log.
+                    let _ = self.notices.send(CommitNotice {
+                        tenant_id: tenant.into(),
+                        events: Arc::new(Vec::new()),
+                    });
+                }
+            }
+            _ => {
+                let _ = self.work.send(());
+            }
+        }
+    }
+
+    /// After a gap in listening: workers look for jobs and every log is re-read.
+    fn wake_everyone(&self) {
+        let _ = self.work.send(());
+        let _ = self.notices.send(CommitNotice::all_tenants());
+    }
+
+    /// The connection pool, for tests that check the database at the SQL level.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn platform_bool(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> StoreResult<()> {
+        let found: bool = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?
+            .try_get(0)
+            .map_err(map_err)?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn find_key(
+        &self,
+        hash: Option<&[u8]>,
+        id: Option<Uuid>,
+    ) -> StoreResult<Option<ApiKeyWithTenant>> {
+        let row = sqlx::query(
+            "SELECT k.*, t.active AS tenant_active FROM flow_find_api_key($1, $2) k
+             JOIN tenants t ON t.id = k.tenant_id",
+        )
+        .bind(hash)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|row| rows::api_key_with_tenant(&row)).transpose()
+    }
+
+    async fn apply_migrations(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS flow_migrations (
+                version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(migration_err)?;
+        let applied: i32 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM flow_migrations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let version = index as i32 + 1;
+            tx.execute(*sql)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration {version} failed: {e}")))?;
+            sqlx::query("INSERT INTO flow_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tracing::info!(version, "applied migration");
+        }
+        self.grant_app_role(&mut tx).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// Gives the serving role exactly what Flow uses: rows of every table (RLS decides
+    /// which) and the platform functions. Ownership stays with the migrating role.
+    async fn grant_app_role(&self, tx: &mut sqlx::PgConnection) -> StoreResult<()> {
+        let role = &self.options.app_role;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(role)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let current: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if !exists || current == *role {
+            if !exists {
+                tracing::warn!(%role, "the serving role does not exist; create it and run `flow migrate` again");
+            }
+            return Ok(());
+        }
+        let role = quote_ident(role);
+        tx.execute(
+            format!(
+                "GRANT USAGE ON SCHEMA public TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+                 REVOKE INSERT, UPDATE, DELETE ON flow_migrations FROM {role};
+                 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role};"
+            )
+            .as_str(),
+        )
+        .await
+        .map_err(migration_err)?;
+        Ok(())
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn migration_err(e: sqlx::Error) -> StoreError {
+    StoreError::Internal(format!("migrating: {e}"))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let applied: Option<i32> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM flow_migrations WHERE to_regclass('flow_migrations') IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .or_else(|e| match e {
+            // No migrations table yet: nothing applied.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(None),
+            other => Err(other),
+        })
+        .map_err(map_err)?;
+        if applied.unwrap_or(0) as usize >= MIGRATIONS.len() {
+            return Ok(());
+        }
+        self.apply_migrations().await.map_err(|e| match e {
+            StoreError::Internal(message)
+                if message.contains("permission denied") || message.contains("must be owner") =>
+            {
+                StoreError::Internal(format!(
+                    "{message}: the schema is behind; run `flow migrate` as the database owner"
+                ))
+            }
+            other => other,
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.pool
+            .execute("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn create_tenant(&self, name: &str, slug: &str) -> StoreResult<Tenant> {
+        let tenant = Tenant {
+            id: TenantId::new(),
+            name: name.to_owned(),
+            slug: slug.to_owned(),
+            active: true,
+            created_at: now(),
+        };
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("INSERT INTO tenants (id, name, slug, active, created_at) VALUES ($1, $2, $3, true, $4)")
+            .bind(tenant.id.0)
+            .bind(&tenant.name)
+            .bind(&tenant.slug)
+            .bind(tenant.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("SELECT flow_init_tenant($1)")
+            .bind(tenant.id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(tenant)
+    }
+
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows::tenant(&row)
+    }
+
+    async fn find_tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|row| rows::tenant(&row)).transpose()
+    }
+
+    async fn set_tenant_active(&self, id: TenantId, active: bool) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE tenants SET active = $1 WHERE id = $2")
+            .bind(active)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(rows::tenant).collect()
+    }
+
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyWithTenant>> {
+        self.find_key(Some(key_hash), None).await
+    }
+
+    async fn find_api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyWithTenant>> {
+        self.find_key(None, Some(id.0)).await
+    }
+
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("SELECT flow_touch_api_key($1, $2)")
+            .bind(id.0)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>> {
+        Ok(Box::new(PgTenant::begin(self, tenant, true).await?))
+    }
+
+    async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>> {
+        Ok(Box::new(PgTenant::begin(self, tenant, false).await?))
+    }
+
+    async fn prune_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        self.platform_count("SELECT flow_prune_events($1)", older_than)
+            .await
+    }
+
+    fn commit_notices(&self) -> broadcast::Receiver<CommitNotice> {
+        self.notices.subscribe()
+    }
+
+    fn work_notices(&self) -> Option<broadcast::Receiver<()>> {
+        Some(self.work.subscribe())
+    }
+
+    async fn claim_jobs(&self, request: &ClaimRequest) -> StoreResult<Vec<Job>> {
+        if request.queues.is_empty() || request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT * FROM flow_claim_jobs($1, $2, $3, $4)")
+            .bind(&request.queues)
+            .bind(i32::try_from(request.limit).unwrap_or(i32::MAX))
+            .bind(request.now)
+            .bind(request.lease_until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let mut jobs = rows
+            .iter()
+            .map(rows::job)
+            .collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by(|a, b| {
+            (b.queue_priority, b.priority, a.run_at, a.id).cmp(&(
+                a.queue_priority,
+                a.priority,
+                b.run_at,
+                b.id,
+            ))
+        });
+        Ok(jobs)
+    }
+
+    async fn settle_job(
+        &self,
+        id: JobId,
+        attempt: u32,
+        settlement: &Settlement,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (state, result, run_at, error) = match settlement {
+            Settlement::Completed { result } => ("completed", Some(result), None, None),
+            Settlement::Retry { error, run_at } => ("ready", None, Some(*run_at), Some(error)),
+            Settlement::Dead { error } => ("dead", None, None, Some(error)),
+        };
+        let error = error
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(internal)?;
+        self.platform_bool(
+            sqlx::query("SELECT flow_settle_job($1, $2, $3, $4, $5, $6, $7)")
+                .bind(id.0)
+                .bind(attempt as i32)
+                .bind(state)
+                .bind(result)
+                .bind(run_at)
+                .bind(error)
+                .bind(now),
+        )
+        .await
+    }
+
+    async fn extend_lease(&self, id: JobId, attempt: u32, until: DateTime<Utc>) -> StoreResult<()> {
+        self.platform_bool(
+            sqlx::query("SELECT flow_extend_lease($1, $2, $3)")
+                .bind(id.0)
+                .bind(attempt as i32)
+                .bind(until),
+        )
+        .await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT queue, depth FROM flow_queue_depths()")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<String, _>(0).map_err(map_err)?,
+                    row.try_get::<i64, _>(1).map_err(map_err)?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    async fn prune_jobs(&self, finished_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.platform_count("SELECT flow_prune_jobs($1)", finished_before)
+            .await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    async fn platform_count(&self, sql: &'static str, at: DateTime<Utc>) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar(sql)
+            .bind(at)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// Announces a commit to this process (with its events) and to every other instance.
+    pub(crate) fn announce(&self, notice: CommitNotice) {
+        let _ = self.notices.send(notice);
+    }
+}
+
+pub(crate) fn now() -> DateTime<Utc> {
+    // Stored with microsecond precision: truncate so what we return equals what we read back.
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now is in range")
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+/// The one place where PostgreSQL's errors become [`StoreError`]s.
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                "23505" => StoreError::Constraint(match db.constraint() {
+                    Some("contacts_tenant_email") => Constraint::ContactEmailUnique,
+                    Some("tenants_slug_key") => Constraint::TenantSlugUnique,
+                    Some("api_keys_key_hash_key") => Constraint::ApiKeyUnique,
+                    _ => Constraint::Other("unique"),
+                }),
+                "23503" => StoreError::Constraint(Constraint::ForeignKey),
+                // Connection failures, shutdown, too many connections, cancelled by the
+                // statement timeout: worth retrying, answered as 503.
+                c if c.starts_with("08") || c.starts_with("57") || c == "53300" => {
+                    StoreError::Unavailable(e.to_string())
+                }
+                _ => StoreError::Internal(e.to_string()),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}

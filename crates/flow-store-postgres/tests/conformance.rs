@@ -1,0 +1,229 @@
+//! The shared storage story on PostgreSQL, and row-level security checked at the SQL level
+//! as the serving role.
+
+use flow_store::{LeadFilter, Store, TenantId};
+use flow_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+async fn migrated(db: &TestDatabase) {
+    let owner = PgStore::open(&db.owner_url, &PgOptions::default())
+        .await
+        .unwrap();
+    owner.migrate().await.unwrap();
+    owner.close().await;
+}
+
+async fn app_store(db: &TestDatabase, options: PgOptions) -> PgStore {
+    PgStore::open(&db.app_url, &options).await.unwrap()
+}
+
+#[tokio::test]
+async fn postgres_passes_the_conformance_story() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    // Serving as the app role: migrate finds the schema current and changes nothing.
+    store.migrate().await.unwrap();
+    flow_store::conformance::run(&store).await;
+    store.close().await;
+}
+
+/// Two tenants with one lead each, written through the store as the app role.
+async fn two_tenants_with_leads(store: &PgStore) -> (TenantId, TenantId) {
+    let a = store.create_tenant("A", "rls-a").await.unwrap().id;
+    let b = store.create_tenant("B", "rls-b").await.unwrap().id;
+    for (tenant, name) in [(a, "Ada"), (b, "Bob")] {
+        let mut tx = store.begin(tenant).await.unwrap();
+        let now =
+            chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
+        tx.insert_lead(&flow_store::Lead {
+            id: flow_store::LeadId::new(),
+            tenant_id: tenant,
+            contact_id: None,
+            first_name: name.into(),
+            last_name: None,
+            email: None,
+            phone: None,
+            company: None,
+            source: "test".into(),
+            status: flow_store::LeadStatus::New,
+            notes: None,
+            assigned_to: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    (a, b)
+}
+
+#[tokio::test]
+async fn row_level_security_isolates_tenants_at_the_sql_level() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    let (a, b) = two_tenants_with_leads(&store).await;
+    store.close().await;
+
+    let mut app = PgConnection::connect(&db.app_url).await.unwrap();
+    let (superuser, bypass): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
+    assert!(!superuser && !bypass, "the app role must be subject to RLS");
+
+    // No tenant set: nothing visible, nothing writable.
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    let insert =
+        "INSERT INTO leads (id, tenant_id, first_name, source, status, created_at, updated_at)
+                  VALUES (gen_random_uuid(), $1, 'Eve', 'sql', 'NEW', now(), now())";
+    let refused = sqlx::query(insert).bind(a.0).execute(&mut app).await;
+    assert!(refused.is_err(), "insert without a tenant must be refused");
+
+    // Tenant A set: only A's rows; B's rows neither visible nor writable.
+    let mut tx = app.begin().await.unwrap();
+    tx.execute(format!("SET LOCAL app.tenant_id = '{}'", a.0).as_str())
+        .await
+        .unwrap();
+    let names: Vec<String> = sqlx::query_scalar("SELECT first_name FROM leads")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(names, ["Ada"]);
+    let touched = sqlx::query("UPDATE leads SET notes = 'x' WHERE tenant_id = $1")
+        .bind(b.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(touched, 0, "B's rows cannot be updated as A");
+    let deleted = sqlx::query("DELETE FROM leads WHERE tenant_id = $1")
+        .bind(b.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 0, "B's rows cannot be deleted as A");
+    let mut sp = tx.begin().await.unwrap();
+    let cross = sqlx::query(insert).bind(b.0).execute(&mut *sp).await;
+    assert!(
+        cross.is_err(),
+        "inserting a row for B as A must fail WITH CHECK"
+    );
+    sp.rollback().await.unwrap();
+    tx.commit().await.unwrap();
+
+    // After the SET LOCAL transaction ended the setting reads '' and matches nothing.
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+
+    // The platform functions are the only way across tenants, and app.platform set by the
+    // app role itself opens nothing: that policy applies to the owner only.
+    app.execute("SET app.platform = 'on'").await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    app.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_tenant_table_has_forced_rls_and_listed_policies() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let mut app = PgConnection::connect(&db.app_url).await.unwrap();
+    let rows =
+        sqlx::query("SELECT * FROM pg_policies WHERE tablename = 'leads' ORDER BY policyname")
+            .fetch_all(&mut app)
+            .await
+            .unwrap();
+    let policies: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("policyname"), r.get("cmd")))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            ("flow_platform".into(), "ALL".into()),
+            ("tenant_isolation".into(), "ALL".into())
+        ]
+    );
+    let qual: String = rows[1].get("qual");
+    assert!(qual.contains("flow_current_tenant()"), "{qual}");
+    let unprotected: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+         WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
+           AND a.attname = 'tenant_id' AND NOT (c.relrowsecurity AND c.relforcerowsecurity)",
+    )
+    .fetch_all(&mut app)
+    .await
+    .unwrap();
+    assert!(
+        unprotected.is_empty(),
+        "tables without forced RLS: {unprotected:?}"
+    );
+    let owner_is_app: bool = sqlx::query_scalar(
+        "SELECT pg_get_userbyid(relowner) = 'flow_app' FROM pg_class WHERE relname = 'leads'",
+    )
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
+    assert!(!owner_is_app, "the serving role must not own the tables");
+    app.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn rls_alone_isolates_when_the_application_filter_is_removed() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let unfiltered = PgOptions {
+        unfiltered_lead_list_for_tests: true,
+        ..PgOptions::default()
+    };
+    let store = app_store(&db, unfiltered).await;
+    let (a, b) = two_tenants_with_leads(&store).await;
+    for (tenant, name) in [(a, "Ada"), (b, "Bob")] {
+        let leads = store
+            .read(tenant)
+            .await
+            .unwrap()
+            .list_leads(&LeadFilter {
+                limit: 100,
+                ..LeadFilter::default()
+            })
+            .await
+            .unwrap();
+        let names: Vec<_> = leads.iter().map(|l| l.first_name.as_str()).collect();
+        assert_eq!(names, [name]);
+    }
+    store.close().await;
+
+    // The same unfiltered query as the owner without FORCE would see both: prove the
+    // switch really removes the filter by reading as the superuser, who bypasses RLS.
+    let mut admin = PgConnection::connect(&db.admin_url).await.unwrap();
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(all, 2);
+    admin.close().await.unwrap();
+}
