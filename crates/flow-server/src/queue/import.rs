@@ -14,7 +14,7 @@ use crate::{
     auth::{Caller, Permissions},
     error::{ApiError, ApiResult},
     services::leads::{self, CreateLead},
-    validate,
+    services::Work,
 };
 
 /// The job kind in the lead-processing queue.
@@ -165,11 +165,17 @@ impl Processor for ImportLeads {
             total: payload.rows.len(),
             ..Tally::default()
         };
+        // One transaction per chunk: its rows, the progress and the progress event commit
+        // together, so a crash loses at most the chunk under way and the retry's email
+        // check skips what was committed.
         for (chunk_index, chunk) in payload.rows.chunks(BATCH).enumerate() {
+            let mut work = Work::begin(&**store, &caller)
+                .await
+                .map_err(|e| JobError::Retryable(e.message))?;
             for (offset, entry) in chunk.iter().enumerate() {
                 // Row numbers as a person counts them in the file (1 = the first data row).
                 let row_number = chunk_index * BATCH + offset + 1;
-                match import_row(&**store, &caller, entry).await {
+                match import_row(&mut work, entry).await {
                     Ok(RowOutcome::Created) => tally.created += 1,
                     Ok(RowOutcome::Duplicate) => tally.duplicates += 1,
                     Err(RowError::Invalid(code, message)) => {
@@ -189,8 +195,7 @@ impl Processor for ImportLeads {
                 "duplicates": tally.duplicates, "failed": tally.failed,
             });
             let done = tally.processed == tally.total;
-            let mut tx = store.begin(job.tenant_id).await?;
-            tx.set_job_progress(job.id, &progress).await?;
+            work.tx().set_job_progress(job.id, &progress).await?;
             // Progress reaches connected apps too; the last one says the import is done.
             let event_type = if done {
                 EventType::JobCompleted
@@ -198,9 +203,12 @@ impl Processor for ImportLeads {
                 EventType::JobProgress
             };
             let data = json!({ "jobId": job.id, "kind": KIND, "progress": progress });
-            tx.append_event(&NewEvent::new(event_type, &payload.source_app, data))
+            work.tx()
+                .append_event(&NewEvent::new(event_type, &payload.source_app, data))
                 .await?;
-            tx.commit().await?;
+            work.commit()
+                .await
+                .map_err(|e| JobError::Retryable(e.message))?;
         }
         serde_json::to_value(&tally).map_err(|e| JobError::Permanent(e.to_string()))
     }
@@ -216,11 +224,9 @@ enum RowError {
     Retry(String),
 }
 
-async fn import_row(
-    store: &dyn Store,
-    caller: &Caller,
-    entry: &Value,
-) -> Result<RowOutcome, RowError> {
+/// Checks one row and creates its lead within the chunk's transaction. A row that is
+/// invalid changes nothing: it is refused before anything is written.
+async fn import_row(work: &mut Work<'_>, entry: &Value) -> Result<RowOutcome, RowError> {
     if let Some(error) = entry.get("error").and_then(Value::as_str) {
         return Err(RowError::Invalid("unreadable_row".into(), error.to_owned()));
     }
@@ -233,26 +239,6 @@ async fn import_row(
             RowError::Invalid(e.code.to_owned(), e.message)
         }
     };
-    if let Some(email) = row.email.as_deref().filter(|e| !e.trim().is_empty()) {
-        let email = validate::email(email).map_err(as_row_error)?;
-        let mut tx = store
-            .read(caller.tenant_id)
-            .await
-            .map_err(|e| as_row_error(e.into()))?;
-        let filter = LeadFilter {
-            email: Some(email),
-            limit: 1,
-            ..LeadFilter::default()
-        };
-        if !tx
-            .list_leads(&filter)
-            .await
-            .map_err(|e| as_row_error(e.into()))?
-            .is_empty()
-        {
-            return Ok(RowOutcome::Duplicate);
-        }
-    }
     let input = CreateLead {
         first_name: row.first_name,
         last_name: row.last_name,
@@ -263,9 +249,27 @@ async fn import_row(
         notes: None,
         voice_notification_enabled: false,
     };
-    leads::create(store, caller, input)
+    let lead = leads::validated(work.caller(), input).map_err(as_row_error)?;
+    if let Some(email) = &lead.email {
+        // Reads this transaction's own writes: a repeat within the file is a duplicate too.
+        let filter = LeadFilter {
+            email: Some(email.clone()),
+            limit: 1,
+            ..LeadFilter::default()
+        };
+        let seen = work
+            .tx()
+            .list_leads(&filter)
+            .await
+            .map_err(|e| RowError::Retry(e.to_string()))?;
+        if !seen.is_empty() {
+            return Ok(RowOutcome::Duplicate);
+        }
+    }
+    // A database error here spoils the transaction: the whole job is retried.
+    leads::create_in(work, lead, false)
         .await
-        .map_err(as_row_error)?;
+        .map_err(|e| RowError::Retry(e.message))?;
     Ok(RowOutcome::Created)
 }
 

@@ -93,9 +93,19 @@ pub struct ListLeads {
 
 /// Creates a lead, finds or creates its contact by email, and logs a LEAD_CREATED activity.
 pub async fn create(store: &dyn Store, caller: &Caller, input: CreateLead) -> ApiResult<Lead> {
+    let notify = input.voice_notification_enabled;
+    let lead = validated(caller, input)?;
+    let mut work = Work::begin(store, caller).await?;
+    let lead = create_in(&mut work, lead, notify).await?;
+    work.commit().await?;
+    Ok(lead)
+}
+
+/// A new lead from `input`, checked, not yet stored.
+pub fn validated(caller: &Caller, input: CreateLead) -> ApiResult<Lead> {
     caller.require("write", "leads")?;
     let at = now();
-    let mut lead = Lead {
+    Ok(Lead {
         id: LeadId::new(),
         tenant_id: caller.tenant_id,
         contact_id: None,
@@ -113,9 +123,18 @@ pub async fn create(store: &dyn Store, caller: &Caller, input: CreateLead) -> Ap
         assigned_to: None,
         created_at: at,
         updated_at: at,
-    };
+    })
+}
 
-    let mut work = Work::begin(store, caller).await?;
+/// Stores a [`validated`] lead within `work`: its contact (found by email or new), the
+/// activity, audit and events, and the voice notification when asked for.
+pub async fn create_in(
+    work: &mut Work<'_>,
+    mut lead: Lead,
+    voice_notification: bool,
+) -> ApiResult<Lead> {
+    let caller = work.caller().clone();
+    let at = lead.created_at;
     let existing = match &lead.email {
         Some(email) => work.tx().find_contact_by_email(email).await?,
         None => None,
@@ -180,7 +199,7 @@ pub async fn create(store: &dyn Store, caller: &Caller, input: CreateLead) -> Ap
         )),
     })
     .await?;
-    if input.voice_notification_enabled {
+    if voice_notification {
         let name = [Some(lead.first_name.as_str()), lead.last_name.as_deref()]
             .into_iter()
             .flatten()
@@ -197,7 +216,6 @@ pub async fn create(store: &dyn Store, caller: &Caller, input: CreateLead) -> Ap
         request.idempotency_key = Some(format!("notify:{}", lead.id));
         crate::queue::enqueue_in(work.tx(), request).await?;
     }
-    work.commit().await?;
     Ok(lead)
 }
 

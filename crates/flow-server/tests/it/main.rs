@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod chat;
 mod cli;
+mod cluster;
 mod contacts;
 mod events_audit;
 mod gateway;
