@@ -35,7 +35,10 @@ use uuid::Uuid;
 use crate::tenant::PgTenant;
 
 /// Schema migrations, applied in order and recorded in `flow_migrations`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_schema.sql"),
+    include_str!("../migrations/0002_conversations.sql"),
+];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
 const MIGRATION_LOCK: i64 = 0x0066_6c6f_776d_6967; // "flowmig"

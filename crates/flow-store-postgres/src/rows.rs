@@ -1,9 +1,9 @@
 //! Rows as PostgreSQL returns them, turned into domain types.
 
 use flow_store::{
-    Activity, Actor, ApiKey, ApiKeyWithTenant, AuditEntry, Contact, CrossAppEvent, DailyRollup,
-    Deal, DealStatus, EntityType, EventPriority, EventType, Incident, Job, JobState, Lead,
-    LeadStatus, LoggedEvent, QueueCounts, Severity, StoreError, StoreResult, Tenant,
+    Activity, Actor, ApiKey, ApiKeyWithTenant, AuditEntry, Contact, Conversation, CrossAppEvent,
+    DailyRollup, Deal, DealStatus, EntityType, EventPriority, EventType, Incident, Job, JobState,
+    Lead, LeadStatus, LoggedEvent, QueueCounts, Severity, StoreError, StoreResult, Tenant,
 };
 use serde_json::Value;
 use sqlx::{postgres::PgRow, Row};
@@ -245,4 +245,16 @@ pub fn incident(row: &PgRow) -> StoreResult<Incident> {
 
 pub fn rollup(row: &PgRow) -> StoreResult<DailyRollup> {
     serde_json::from_value(get(row, "data")?).map_err(internal)
+}
+
+pub fn conversation(row: &PgRow) -> StoreResult<Conversation> {
+    Ok(Conversation {
+        id: id(row, "id")?,
+        tenant_id: id(row, "tenant_id")?,
+        title: get(row, "title")?,
+        language: get(row, "language")?,
+        transcript: get(row, "transcript")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
 }

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter, AuditId, CommitNotice,
-    Contact, ContactFilter, ContactId, CrossAppEvent, DailyRollup, Deal, DealFilter, DealId,
-    EventId, Incident, IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent,
-    NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts, StoreError, StoreResult, TenantId,
-    TenantRead, TenantTx,
+    Contact, ContactFilter, ContactId, Conversation, ConversationId, CrossAppEvent, DailyRollup,
+    Deal, DealFilter, DealId, EventId, Incident, IncidentId, Job, JobId, JobState, Lead,
+    LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts,
+    StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
@@ -457,6 +457,20 @@ impl TenantRead for PgTenant {
         self.all(query, rows::rollup).await
     }
 
+    async fn get_conversation(&mut self, id: ConversationId) -> StoreResult<Conversation> {
+        self.one("conversations", id.0, rows::conversation).await
+    }
+
+    async fn list_conversations(
+        &mut self,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>> {
+        let query = self.select("conversations");
+        self.page(query, before.map(|id| id.0), limit, rows::conversation)
+            .await
+    }
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job> {
         self.one("jobs", id.0, rows::job).await
     }
@@ -824,6 +838,46 @@ impl TenantTx for PgTenant {
         )
         .await
         .map(drop)
+    }
+
+    async fn lock_conversation(&mut self, id: ConversationId) -> StoreResult<Conversation> {
+        self.lock("conversations", id.0, rows::conversation).await
+    }
+
+    async fn insert_conversation(&mut self, conversation: &Conversation) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        self.execute(
+            sqlx::query(
+                "INSERT INTO conversations (id, tenant_id, title, language, transcript, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(conversation.id.0)
+            .bind(tenant)
+            .bind(&conversation.title)
+            .bind(&conversation.language)
+            .bind(&conversation.transcript)
+            .bind(conversation.created_at)
+            .bind(conversation.updated_at),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_conversation(&mut self, conversation: &Conversation) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        self.execute_one(
+            sqlx::query(
+                "UPDATE conversations SET title = $1, language = $2, transcript = $3, updated_at = $4
+                 WHERE tenant_id = $5 AND id = $6",
+            )
+            .bind(&conversation.title)
+            .bind(&conversation.language)
+            .bind(&conversation.transcript)
+            .bind(conversation.updated_at)
+            .bind(tenant)
+            .bind(conversation.id.0),
+        )
+        .await
     }
 
     async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()> {

@@ -26,6 +26,7 @@ use crate::{pool::Pool, tenant::SqliteTenant};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_jobs.sql"),
+    include_str!("../migrations/0003_conversations.sql"),
 ];
 
 /// Tuning for [`SqliteStore::open`].

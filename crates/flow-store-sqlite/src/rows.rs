@@ -6,7 +6,7 @@ use flow_store::{
     DealStatus, EntityType, EventPriority, EventType, Job, JobState, Lead, LeadStatus, LoggedEvent,
     QueueCounts, StoreError, StoreResult, Tenant,
 };
-use flow_store::{Incident, Severity};
+use flow_store::{Conversation, Incident, Severity};
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
 
@@ -285,5 +285,17 @@ pub fn incident(row: &Row) -> rusqlite::Result<Incident> {
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
         resolved_at: opt_time(row, "resolved_at")?,
+    })
+}
+
+pub fn conversation(row: &Row) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        title: row.get("title")?,
+        language: row.get("language")?,
+        transcript: json(row, "transcript")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
     })
 }

@@ -10,7 +10,7 @@ use flow_store::{
     JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
     NewJob, QueueCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
-use flow_store::{DailyRollup, Incident, IncidentId};
+use flow_store::{Conversation, ConversationId, DailyRollup, Incident, IncidentId};
 use rusqlite::{
     params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
 };
@@ -433,6 +433,19 @@ impl TenantRead for SqliteTenant {
             .collect()
     }
 
+    async fn get_conversation(&mut self, id: ConversationId) -> StoreResult<Conversation> {
+        self.one("conversations", id.0, rows::conversation)
+    }
+
+    async fn list_conversations(
+        &mut self,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>> {
+        let query = self.select("conversations");
+        self.page(query, before.map(|id| id.0), limit, rows::conversation)
+    }
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job> {
         self.one("jobs", id.0, rows::job)
     }
@@ -732,6 +745,42 @@ impl TenantTx for SqliteTenant {
             ],
         )
         .map(drop)
+    }
+
+    async fn lock_conversation(&mut self, id: ConversationId) -> StoreResult<Conversation> {
+        self.get_conversation(id).await
+    }
+
+    async fn insert_conversation(&mut self, conversation: &Conversation) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO conversations (id, tenant_id, title, language, transcript, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                conversation.id.0,
+                self.tenant.0,
+                conversation.title,
+                conversation.language,
+                conversation.transcript.to_string(),
+                micros(conversation.created_at),
+                micros(conversation.updated_at),
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn update_conversation(&mut self, conversation: &Conversation) -> StoreResult<()> {
+        self.execute_one(
+            "UPDATE conversations SET title = ?1, language = ?2, transcript = ?3, updated_at = ?4
+             WHERE tenant_id = ?5 AND id = ?6",
+            params![
+                conversation.title,
+                conversation.language,
+                conversation.transcript.to_string(),
+                micros(conversation.updated_at),
+                self.tenant.0,
+                conversation.id.0,
+            ],
+        )
     }
 
     async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()> {

@@ -228,6 +228,36 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(rest.iter().map(|l| l.id).collect::<Vec<_>>(), ids[4..]);
     drop(read);
 
+    // Conversations: written and updated by their tenant, invisible to the other.
+    let mut conversation = crate::Conversation {
+        id: crate::ConversationId::new(),
+        tenant_id: a.id,
+        title: Some("Morning".into()),
+        language: Some("da".into()),
+        transcript: json!([{"role": "user", "text": "vis nye leads"}]),
+        created_at: now(),
+        updated_at: now(),
+    };
+    let mut tx = store.begin(a.id).await.unwrap();
+    tx.insert_conversation(&conversation).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin(a.id).await.unwrap();
+    let mut locked = tx.lock_conversation(conversation.id).await.unwrap();
+    locked.transcript = json!([{"role": "user", "text": "vis nye leads"}, {"role": "assistant", "text": "Du har ingen nye leads."}]);
+    tx.update_conversation(&locked).await.unwrap();
+    tx.commit().await.unwrap();
+    conversation.transcript = locked.transcript.clone();
+    let mut read = store.read(a.id).await.unwrap();
+    let listed = read.list_conversations(None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].transcript, conversation.transcript);
+    drop(read);
+    let mut other = store.begin(b.id).await.unwrap();
+    assert!(is_not_found(other.get_conversation(conversation.id).await));
+    assert!(is_not_found(other.update_conversation(&conversation).await));
+    assert!(other.list_conversations(None, 10).await.unwrap().is_empty());
+    drop(other);
+
     // An inactive tenant shows in the key lookup.
     store.set_tenant_active(a.id, false).await.unwrap();
     assert!(

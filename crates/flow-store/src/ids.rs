@@ -66,4 +66,6 @@ typed_id!(
     JobId,
     /// Identifies a security incident.
     IncidentId,
+    /// Identifies a voice conversation.
+    ConversationId,
 );

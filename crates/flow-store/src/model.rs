@@ -444,3 +444,19 @@ pub struct Incident {
     pub updated_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
 }
+
+/// A conversation with the voice agent: its turns as a JSON array.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: crate::ConversationId,
+    pub tenant_id: TenantId,
+    pub title: Option<String>,
+    /// `da` or `en`, from the latest turn.
+    pub language: Option<String>,
+    /// Turns in order: `{role, text, at, ...}`.
+    #[schema(value_type = Vec<Object>)]
+    pub transcript: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -7,9 +7,10 @@ use tokio::sync::broadcast;
 use crate::DailyRollup;
 use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
-    ClaimRequest, Contact, ContactFilter, ContactId, Deal, DealFilter, DealId, Incident,
-    IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey,
-    NewAuditEntry, NewEvent, NewJob, QueueCounts, Settlement, StoreResult, Tenant, TenantId,
+    ClaimRequest, Contact, ContactFilter, ContactId, Conversation, ConversationId, Deal,
+    DealFilter, DealId, Incident, IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId,
+    LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts, Settlement, StoreResult,
+    Tenant, TenantId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -148,6 +149,14 @@ pub trait TenantRead: Send {
     /// Stored rollups for days in `[from, to]` (`YYYY-MM-DD`), oldest first.
     async fn list_rollups(&mut self, from: &str, to: &str) -> StoreResult<Vec<DailyRollup>>;
 
+    async fn get_conversation(&mut self, id: ConversationId) -> StoreResult<Conversation>;
+    /// Conversations newest first, keyset paged by id.
+    async fn list_conversations(
+        &mut self,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>>;
+
     async fn get_job(&mut self, id: JobId) -> StoreResult<Job>;
     /// Jobs of one queue (newest first), optionally in one state.
     async fn list_jobs(
@@ -197,6 +206,11 @@ pub trait TenantTx: TenantRead {
 
     /// Stores (or replaces) a day's rollup.
     async fn save_rollup(&mut self, rollup: &DailyRollup) -> StoreResult<()>;
+
+    async fn lock_conversation(&mut self, id: ConversationId) -> StoreResult<Conversation>;
+    async fn insert_conversation(&mut self, conversation: &Conversation) -> StoreResult<()>;
+    /// Replaces title, language, transcript and `updated_at`.
+    async fn update_conversation(&mut self, conversation: &Conversation) -> StoreResult<()>;
 
     async fn insert_incident(&mut self, incident: &Incident) -> StoreResult<()>;
     async fn update_incident(&mut self, incident: &Incident) -> StoreResult<()>;

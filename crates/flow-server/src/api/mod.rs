@@ -9,6 +9,7 @@ mod leads;
 mod logs;
 mod ops;
 mod security;
+mod voice;
 
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Open
         .merge(logs::router())
         .merge(jobs::router())
         .merge(security::router())
+        .merge(voice::router())
         .merge(gateway::token_router())
         .split_for_parts();
     let (ops, ops_doc) = ops::router()

@@ -31,11 +31,16 @@ pub enum ClientMessage {
         id: Option<Value>,
     },
     /// Runs a voice command; answered with `voice_command_response` carrying the same id.
+    /// A structured `command` or the `text` said, as `POST /voice/execute` takes them.
+    #[serde(rename_all = "camelCase")]
     ExecuteVoiceCommand {
         id: Value,
-        command: String,
+        command: Option<String>,
         #[serde(default)]
         parameters: Value,
+        text: Option<String>,
+        language: Option<String>,
+        conversation_id: Option<flow_store::ConversationId>,
     },
 }
 
@@ -92,12 +97,27 @@ pub fn resync_required(since: i64, oldest: i64, seq: i64) -> Utf8Bytes {
     frame(json!({ "type": "resync_required", "since": since, "oldestSeq": oldest, "seq": seq }))
 }
 
-/// The result of `execute_voice_command`.
-pub fn voice_response(id: &Value, result: Result<Value, (String, String)>) -> Utf8Bytes {
-    match result {
-        Ok(data) => frame(
-            json!({ "type": "voice_command_response", "id": id, "success": true, "data": data }),
-        ),
+/// The result of `execute_voice_command`: the answer's fields (`data`, `reply`, `command`,
+/// `language`, `conversationId`, ...) beside `type` and `id`; `success` is false when the
+/// agent asks back (`clarification`).
+pub fn voice_response(
+    id: &Value,
+    result: Result<crate::services::voice::VoiceAnswer, (String, String)>,
+) -> Utf8Bytes {
+    match result.map(|answer| {
+        serde_json::to_value(answer).map_err(|e| ("internal_error".to_owned(), e.to_string()))
+    }) {
+        Ok(Ok(Value::Object(mut answer))) => {
+            answer.insert("type".into(), json!("voice_command_response"));
+            answer.insert("id".into(), id.clone());
+            frame(Value::Object(answer))
+        }
+        Ok(Ok(_)) | Ok(Err(_)) => frame(json!({
+            "type": "voice_command_response",
+            "id": id,
+            "success": false,
+            "error": { "code": "internal_error", "message": "the answer could not be encoded" },
+        })),
         Err((code, message)) => frame(json!({
             "type": "voice_command_response",
             "id": id,

@@ -171,8 +171,19 @@ async fn read_frames(
                 id,
                 command,
                 parameters,
+                text,
+                language,
+                conversation_id,
             } => {
-                let result = voice::execute(&*state.store, &caller, &command, parameters)
+                let request = voice::VoiceRequest {
+                    text,
+                    language,
+                    command,
+                    parameters: Some(parameters),
+                    conversation_id,
+                    utc_offset_minutes: None,
+                };
+                let result = voice::handle(&*state.store, &caller, request, voice::Mode::Execute)
                     .await
                     .map_err(|e| (e.code.to_owned(), e.message));
                 Control::Send(protocol::voice_response(&id, result))

@@ -17,3 +17,4 @@ mod pagination;
 mod queues;
 mod resources;
 mod security;
+mod voice;
