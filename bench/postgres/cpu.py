@@ -7,7 +7,9 @@
 
 Groups by command name: flow, postgres (every backend and helper), node (PostGraphile or
 pg-boss workers), oha (given as CPU seconds: oha has exited by the time B is taken), machine
-(all busy time) and else (machine minus the rest: other work that competed with the run).
+(user + system + irq + softirq time; steal is reported apart), irq (interrupts and softirq,
+mostly loopback networking, owned by no process) and else (machine minus the rest: other work
+that competed with the run).
 Processes that started after A count from zero; ones that exited before B are lost (the
 bench's postgres backends and servers live through the run).
 """
@@ -34,9 +36,9 @@ def snap():
         procs[pid] = [comm, int(fields[11]) + int(fields[12])]
     with open("/proc/stat") as f:
         cpu = [int(x) for x in f.readline().split()[1:]]
-    total = sum(cpu)
-    busy = total - cpu[3] - cpu[4]
-    return {"t": time.time(), "procs": procs, "busy": busy, "total": total, "ncpu": os.cpu_count()}
+    total = sum(cpu[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]
+    return {"t": time.time(), "procs": procs, "busy": busy, "total": total, "irq": cpu[5] + cpu[6], "steal": cpu[7], "ncpu": os.cpu_count()}
 
 
 def diff(a, b, oha_seconds):
@@ -53,8 +55,12 @@ def diff(a, b, oha_seconds):
     out["oha"] = 100.0 * oha_seconds / wall
     dt = b["total"] - a["total"]
     out["machine"] = 100.0 * b["ncpu"] * (b["busy"] - a["busy"]) / dt if dt > 0 else None
+    # Interrupt and softirq time (loopback networking is mostly softirq) belongs to no
+    # process; steal is time the hypervisor gave to other guests (not busy here).
+    out["irq"] = 100.0 * b["ncpu"] * (b["irq"] - a["irq"]) / dt if dt > 0 else None
+    out["steal"] = 100.0 * b["ncpu"] * (b["steal"] - a["steal"]) / dt if dt > 0 else None
     if out["machine"] is not None:
-        out["else"] = max(0.0, out["machine"] - sum(out[k] for k in ("flow", "postgres", "node", "oha")))
+        out["else"] = max(0.0, out["machine"] - sum(out[k] for k in ("flow", "postgres", "node", "oha", "irq")))
     return {k: (None if v is None else round(v)) for k, v in out.items()}
 
 

@@ -65,7 +65,7 @@ def bad_text(bad):
 
 
 def cpu_text(c):
-    names = [("flow", "Flow"), ("postgres", "postgres"), ("node", "PostGraphile"), ("oha", "client"), ("else", "else")]
+    names = [("flow", "Flow"), ("postgres", "postgres"), ("node", "PostGraphile"), ("oha", "client"), ("irq", "irq/softirq"), ("else", "else"), ("steal", "steal")]
     return ", ".join(f"{label} {c[k]}%" for k, label in names if c.get(k) is not None and (c[k] or k in ("flow", "postgres", "oha", "else")))
 
 
@@ -185,7 +185,7 @@ def section(args):
     L.append(
         "Columns: **req/s** = 2xx answers per second (GraphQL answers with `errors` are failures); **p50/p99** over every answer; **rows inserted** = leads in the table after minus before (checks the 2xx count); "
         "**WAL fsyncs/s** and **bytes per 2xx** from pg_stat_wal; **CPU** from /proc over the run: Flow (all instances), postgres (all backends and helpers), PostGraphile (its Node process), "
-        "client (oha or the create driver), else (everything else on the machine: another job competing with the run)."
+        "client (oha or the create driver), irq/softirq (kernel time owned by no process, mostly loopback TCP), else (everything else on the machine: another job competing with the run), steal (time the hypervisor gave to other guests)."
     )
     L.append(
         "Not the same work: Flow's create validates the input, finds or creates the contact (unique email per tenant), inserts the lead, an activity, an audit row and two events "

@@ -123,6 +123,11 @@ cleanup() {
     if [[ $rc -ne 0 ]]; then
         for f in "$WORK"/*.log; do [[ -s $f ]] && { log "last lines of $f:"; tail -n 15 "$f" >&2; }; done
     fi
+    # Server logs and raw results stay in bench/postgres/out/ (ignored by git).
+    local keep
+    keep="$HERE/out/run-$(date -u +%Y%m%dT%H%M%S)"
+    mkdir -p "$keep" && cp "$WORK"/*.log "$WORK"/*.json "$WORK"/*.jsonl "$WORK"/*.stmts "$keep"/ 2>/dev/null || true
+    [[ -n $PG_DIR ]] && cp "$PG_DIR/server.log" "$keep/postgres.log" 2>/dev/null || true
     [[ -n $PG_DIR ]] && "$ROOT/scripts/postgres" stop "$PG_DIR" || true
     rm -rf "$WORK"
     exit "$rc"
@@ -306,13 +311,16 @@ measure() { # NAME SYSTEM KIND CMD1 [CMD2 ...]: each CMD is a shell command writ
     log "$name: $(python3 "$HERE/report.py" brief "$RUNS" "$name")"
 }
 
-OHA="oha --no-tui --output-format json"
+# -w: requests in flight at the deadline are waited for, not aborted. Aborting them drops
+# Flow's request futures mid-transaction, which (at db5a84f/1fec8dd) leaves pooled
+# connections inside a transaction and makes later requests on them fail (see README.md).
+OHA="oha --no-tui --output-format json -w"
 # LEN is "-z 10s" for a measured run or "-n 500" for a warm-up. Recorded commands show $KEY
 # and $JWT, never the secrets.
 q() { printf '%q' "$1"; }
 flow_list_cmd() { echo "$OHA ${3:--z ${DURATION}s} -c $1 -H 'x-tenant-key: $KEY' '$2/leads?status=NEW&limit=20'"; }
 gql_list_cmd() { echo "$OHA ${2:--z ${DURATION}s} -c $1 -m POST -H 'authorization: Bearer $JWT' -H 'content-type: application/json' -d $(q "$LIST_BODY") '$GQL'"; }
-flow_create_cmd() { echo "cd '$HERE' && node tools.js create flow '$2' '$KEY' $1 $DURATION $3 /dev/stdout"; }
+flow_create_cmd() { echo "cd '$HERE' && node tools.js create flow '$2/leads' '$KEY' $1 $DURATION $3 /dev/stdout"; }
 gql_create_cmd() { echo "cd '$HERE' && node tools.js create gql '$GQL' '$JWT' $1 $DURATION $2 /dev/stdout '$TENANT'"; }
 
 # Warm-up (not recorded): opens pools and prepares statements on both systems.

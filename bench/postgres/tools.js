@@ -142,20 +142,6 @@ function createLoad(kind, url, auth, conc, seconds, tag, out, tenant) {
   });
 }
 
-function writeLines(file, n, line) {
-  const fd = fs.openSync(file, 'w');
-  let buf = [];
-  for (let i = 0; i < n; i++) {
-    buf.push(line(i));
-    if (buf.length === 5000) {
-      fs.writeSync(fd, buf.join('\n') + '\n');
-      buf = [];
-    }
-  }
-  if (buf.length) fs.writeSync(fd, buf.join('\n') + '\n');
-  fs.closeSync(fd);
-}
-
 async function main() {
   switch (cmd) {
     case 'jwt': {

@@ -52,6 +52,21 @@ pub struct Config {
     pub llm_api_key: Option<String>,
     pub llm_model: String,
     pub llm_timeout_secs: u64,
+    pub speech_to_text: String,
+    pub text_to_speech: String,
+    pub speech_api_url: Option<String>,
+    pub speech_api_key: Option<String>,
+    pub speech_stt_model: String,
+    pub speech_tts_model: String,
+    pub speech_tts_voice: String,
+    pub elevenlabs_url: String,
+    pub elevenlabs_api_key: Option<String>,
+    pub elevenlabs_voice_id: String,
+    pub elevenlabs_model: String,
+    pub sphinx_bin: String,
+    pub espeak_bin: String,
+    pub voice_max_audio_secs: u64,
+    pub voice_llm_fallback: bool,
 }
 
 /// Every setting's name, for reading `FLOW_<NAME>` from the environment.
@@ -83,6 +98,21 @@ const SETTINGS: &[&str] = &[
     "llm_api_key",
     "llm_model",
     "llm_timeout_secs",
+    "speech_to_text",
+    "text_to_speech",
+    "speech_api_url",
+    "speech_api_key",
+    "speech_stt_model",
+    "speech_tts_model",
+    "speech_tts_voice",
+    "elevenlabs_url",
+    "elevenlabs_api_key",
+    "elevenlabs_voice_id",
+    "elevenlabs_model",
+    "sphinx_bin",
+    "espeak_bin",
+    "voice_max_audio_secs",
+    "voice_llm_fallback",
 ];
 
 /// Settings given on the command line, which win over everything else.
@@ -161,6 +191,33 @@ impl Config {
         }
         if self.worker_batch == 0 || self.worker_poll_ms == 0 || self.worker_lease_secs == 0 {
             bail!("worker_batch, worker_poll_ms and worker_lease_secs must be positive");
+        }
+        if !["local", "openai", "none"].contains(&self.speech_to_text.as_str()) {
+            bail!("speech_to_text must be local, openai or none");
+        }
+        if !["local", "openai", "elevenlabs", "none"].contains(&self.text_to_speech.as_str()) {
+            bail!("text_to_speech must be local, openai, elevenlabs or none");
+        }
+        let needs_api = self.speech_to_text == "openai" || self.text_to_speech == "openai";
+        if needs_api && self.speech_api_url.is_none() {
+            bail!("speech_to_text or text_to_speech = \"openai\" needs speech_api_url");
+        }
+        if self.text_to_speech == "elevenlabs" && self.elevenlabs_api_key.is_none() {
+            bail!("text_to_speech = \"elevenlabs\" needs elevenlabs_api_key");
+        }
+        for url in [
+            self.speech_api_url.as_deref(),
+            Some(self.elevenlabs_url.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("speech_api_url and elevenlabs_url must be http:// or https:// URLs");
+            }
+        }
+        if self.voice_max_audio_secs == 0 || self.voice_max_audio_secs > 300 {
+            bail!("voice_max_audio_secs must be 1-300");
         }
         if let Some(url) = &self.llm_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -280,6 +337,27 @@ impl fmt::Debug for Config {
             )
             .field("llm_model", &self.llm_model)
             .field("llm_timeout_secs", &self.llm_timeout_secs)
+            .field("voice_llm_fallback", &self.voice_llm_fallback)
+            .field("speech_to_text", &self.speech_to_text)
+            .field("text_to_speech", &self.text_to_speech)
+            .field("speech_api_url", &self.speech_api_url)
+            .field(
+                "speech_api_key",
+                &self.speech_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("speech_stt_model", &self.speech_stt_model)
+            .field("speech_tts_model", &self.speech_tts_model)
+            .field("speech_tts_voice", &self.speech_tts_voice)
+            .field("elevenlabs_url", &self.elevenlabs_url)
+            .field(
+                "elevenlabs_api_key",
+                &self.elevenlabs_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("elevenlabs_voice_id", &self.elevenlabs_voice_id)
+            .field("elevenlabs_model", &self.elevenlabs_model)
+            .field("sphinx_bin", &self.sphinx_bin)
+            .field("espeak_bin", &self.espeak_bin)
+            .field("voice_max_audio_secs", &self.voice_max_audio_secs)
             .finish()
     }
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod services;
+pub mod speech;
 pub mod state;
 pub mod telemetry;
 pub mod validate;

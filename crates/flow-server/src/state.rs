@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::KeyUsage, config::Config, gateway::hub::Hub, metrics::Metrics, queue::WorkSignal,
-    ratelimit::RateLimiter,
+    ratelimit::RateLimiter, speech::SpeechServices,
 };
 
 /// Shared server state; cheap to clone.
@@ -21,6 +21,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Wakes idle queue workers when jobs are enqueued.
     pub work_signal: WorkSignal,
+    /// Speech-to-text and text-to-speech for the voice agent.
+    pub speech: SpeechServices,
     /// Signs connection tokens.
     pub secret: Arc<[u8]>,
     /// Cancelled once on shutdown: sockets close with 1001, background tasks stop.
@@ -43,7 +45,9 @@ impl AppState {
             metrics.clone(),
             shutdown.clone(),
         );
+        let speech = SpeechServices::from_config(&config)?;
         Ok(Self {
+            speech,
             store,
             config: Arc::new(config),
             metrics,

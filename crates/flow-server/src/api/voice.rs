@@ -1,6 +1,11 @@
 //! `/voice/execute`, `/voice/test` and `/conversations`.
 
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request, State},
+    http::{header, StatusCode},
+    Json,
+};
 use flow_store::{Conversation, ConversationId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -8,38 +13,75 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::Caller,
-    error::{ApiResult, ErrorBody},
+    error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath, ApiQuery},
     services::{
-        voice::{self, Mode, VoiceAnswer, VoiceRequest},
+        voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
         Page,
     },
+    speech,
     state::AppState,
 };
+
+/// Audio commands are larger than JSON ones: 30 s of 48 kHz WAV is ~2.8 MB.
+const MAX_AUDIO_BYTES: usize = 8 * 1024 * 1024;
 
 /// The voice routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(execute))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_AUDIO_BYTES))
         .routes(routes!(test))
         .routes(routes!(list_conversations, create_conversation))
         .routes(routes!(get_conversation))
 }
 
-/// Run a voice command: what was said (`text`, Danish or English) or a structured
-/// `command`. Needs `execute:voice` plus the command's own permission. Answers with the
-/// command understood, its result and a sentence to speak; unclear text is answered with
-/// a question (`clarification`) and runs nothing.
+/// Run a voice command: what was said (`text`, Danish or English), a structured
+/// `command`, or the spoken command itself as the body (`audio/wav` 16-bit PCM mono,
+/// `audio/webm` or `audio/ogg`, with `language`, `conversationId` in the query). Needs
+/// `execute:voice` plus the command's own permission. Answers with the transcript, the
+/// command understood, its result and a sentence to speak (as audio too for audio, or with
+/// `"speak": true`); unclear speech is answered with a question (`clarification`) and
+/// runs nothing.
 #[utoipa::path(post, path = "/voice/execute", tag = "voice", request_body = VoiceRequest,
+    params(AudioQuery),
     responses((status = 200, body = VoiceAnswer), (status = "4XX", body = ErrorBody)))]
 async fn execute(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<VoiceRequest>,
+    ApiQuery(query): ApiQuery<AudioQuery>,
+    request: Request,
 ) -> ApiResult<Json<VoiceAnswer>> {
-    Ok(Json(
-        voice::handle(&*state.store, &caller, request, Mode::Execute).await?,
-    ))
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if content_type.starts_with("audio/") {
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "payload_too_large", e.body_text()))?;
+        let audio = speech::check_audio(&content_type, body.to_vec(), state.speech.max_audio_secs)?;
+        return Ok(Json(
+            voice::handle_audio(&*state.store, &caller, &state.speech, audio, query).await?,
+        ));
+    }
+    if query.language.is_some()
+        || query.conversation_id.is_some()
+        || query.utc_offset_minutes.is_some()
+    {
+        return Err(ApiError::validation(
+            "query parameters are for audio; send them in the JSON body",
+        ));
+    }
+    let ApiJson(request) = ApiJson::<VoiceRequest>::from_request(request, &state).await?;
+    let speak = request.speak;
+    let mut answer = voice::handle(&*state.store, &caller, request, Mode::Execute).await?;
+    if speak {
+        voice::attach_speech(&state.speech, &mut answer).await;
+    }
+    Ok(Json(answer))
 }
 
 /// Try a voice command without consequences: it is understood and checked, read-only

@@ -182,6 +182,7 @@ async fn read_frames(
                     parameters: Some(parameters),
                     conversation_id,
                     utc_offset_minutes: None,
+                    speak: false,
                 };
                 let result = voice::handle(&*state.store, &caller, request, voice::Mode::Execute)
                     .await

@@ -24,6 +24,7 @@ use super::{
 use crate::{
     auth::Caller,
     error::{ApiError, ApiResult},
+    speech::{Audio, Hints, SpeechServices},
     validate,
 };
 
@@ -48,6 +49,30 @@ pub struct VoiceRequest {
     /// The caller's offset from UTC in minutes, for "today" and "tomorrow at 10"
     /// (default 60, Danish winter time).
     pub utc_offset_minutes: Option<i32>,
+    /// Also answer with the reply as speech (`speech` in the answer).
+    #[serde(default)]
+    pub speak: bool,
+}
+
+/// Query of an audio `POST /voice/execute`: what a JSON body would carry besides the text.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AudioQuery {
+    /// `da` or `en` (default `en`): recognisers need the language up front.
+    pub language: Option<String>,
+    pub conversation_id: Option<ConversationId>,
+    pub utc_offset_minutes: Option<i32>,
+}
+
+/// The reply as audio.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpokenReply {
+    /// `audio/wav` from the local voice, the provider's type otherwise.
+    pub content_type: String,
+    /// The audio, base64.
+    pub data: String,
 }
 
 /// How far a request goes.
@@ -86,6 +111,12 @@ pub struct VoiceAnswer {
     pub reply: String,
     /// The conversation this turn was stored in.
     pub conversation_id: Option<ConversationId>,
+    /// The reply as speech, when asked for (always for audio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech: Option<SpokenReply>,
+    /// Why there is no speech although it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech_error: Option<String>,
 }
 
 /// A command ready to run.
@@ -94,6 +125,99 @@ struct Command {
     parameters: Map<String, Value>,
     confidence: f32,
     language: Language,
+}
+
+/// Transcribes a spoken command, then handles it like text. VOICE_PROCESSING_STARTED and
+/// VOICE_PROCESSING_COMPLETED frame the recognition for the voice agent and flow-web.
+pub async fn handle_audio(
+    store: &dyn Store,
+    caller: &Caller,
+    speech: &SpeechServices,
+    audio: Audio,
+    query: AudioQuery,
+) -> ApiResult<VoiceAnswer> {
+    caller.require("execute", "voice")?;
+    let language = match query.language.as_deref() {
+        None => Language::En,
+        Some(l) => l
+            .parse::<Language>()
+            .map_err(|_| ApiError::validation("language must be da or en"))?,
+    };
+    let started = std::time::Instant::now();
+    let details = json!({
+        "format": audio.format.mime(), "bytes": audio.bytes.len(),
+        "durationSecs": audio.duration_secs, "language": language,
+    });
+    publish(store, caller, EventType::VoiceProcessingStarted, details).await?;
+    let hints = Hints {
+        names: lead_names(store, caller).await,
+    };
+    let transcribed = speech.transcribe(&audio, language, &hints).await;
+    let outcome = match &transcribed {
+        Ok(text) => json!({ "success": true, "transcript": text }),
+        Err(error) => json!({ "success": false, "error": error.to_string() }),
+    };
+    let mut outcome = outcome;
+    outcome["elapsedMs"] = json!(started.elapsed().as_millis() as u64);
+    publish(store, caller, EventType::VoiceProcessingCompleted, outcome).await?;
+    let text = transcribed?;
+    let request = VoiceRequest {
+        text: Some(text),
+        language: Some(language.as_str().to_owned()),
+        conversation_id: query.conversation_id,
+        utc_offset_minutes: query.utc_offset_minutes,
+        speak: true,
+        ..VoiceRequest::default()
+    };
+    let mut answer = handle(store, caller, request, Mode::Execute).await?;
+    attach_speech(speech, &mut answer).await;
+    Ok(answer)
+}
+
+/// Speaks the answer's reply into it; a failure to speak does not undo the command.
+pub async fn attach_speech(speech: &SpeechServices, answer: &mut VoiceAnswer) {
+    let language = answer.language.parse().unwrap_or(Language::En);
+    match speech.speak(&answer.reply, language).await {
+        Ok(Some(spoken)) => {
+            use base64::Engine;
+            answer.speech = Some(SpokenReply {
+                content_type: spoken.content_type,
+                data: base64::engine::general_purpose::STANDARD.encode(spoken.bytes),
+            });
+        }
+        Ok(None) => answer.speech_error = Some("speech output is switched off".into()),
+        Err(error) => {
+            tracing::warn!(%error, "speaking the reply failed");
+            answer.speech_error = Some(error.to_string());
+        }
+    }
+}
+
+/// Names the recogniser should know: the tenant's most recent leads (none without
+/// `read:leads`).
+async fn lead_names(store: &dyn Store, caller: &Caller) -> Vec<String> {
+    let query = ListLeads {
+        limit: Some(100),
+        ..ListLeads::default()
+    };
+    match leads::list(store, caller, query).await {
+        Ok(page) => page.data.iter().map(lead_name).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn publish(
+    store: &dyn Store,
+    caller: &Caller,
+    event_type: EventType,
+    data: Value,
+) -> ApiResult<()> {
+    let mut work = Work::begin(store, caller).await?;
+    work.tx()
+        .append_event(&NewEvent::new(event_type, &caller.source_app, data))
+        .await?;
+    work.commit().await?;
+    Ok(())
 }
 
 /// Understands, runs and records one voice command.
@@ -142,6 +266,8 @@ pub async fn handle(
             data: json!({ "candidates": clarification.candidates }),
             reply: reply::clarify(&clarification),
             conversation_id: None,
+            speech: None,
+            speech_error: None,
         },
     };
     answer.transcript = transcript;
@@ -273,6 +399,8 @@ async fn run(
         data: Value::Null,
         reply: String::new(),
         conversation_id: None,
+        speech: None,
+        speech_error: None,
     };
     if mode == Mode::DryRun && !is_read_only(command.name) {
         answer.reply = match command.language {

@@ -17,4 +17,5 @@ mod pagination;
 mod queues;
 mod resources;
 mod security;
+mod speech;
 mod voice;

@@ -1,0 +1,348 @@
+//! Spoken commands: eSpeak NG speaks, Flow transcribes locally (PocketSphinx with its
+//! command grammar), executes and answers with speech; cloud providers are replaced by
+//! local servers speaking the OpenAI and ElevenLabs wire formats.
+
+use std::sync::{Arc, Mutex};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::HeaderMap,
+    routing::post,
+    Router,
+};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::helpers::{required_tool, send, spawn_app, spawn_app_with, Reply, TestApp};
+
+/// `text` spoken by eSpeak NG as 16-bit mono WAV; `None` when eSpeak is missing outside CI.
+fn spoken(text: &str, voice: &str) -> Option<Vec<u8>> {
+    required_tool("espeak-ng")?;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-w"])
+        .arg(file.path())
+        .arg(text)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Some(std::fs::read(file.path()).unwrap())
+}
+
+/// A WAV of `secs` seconds of silence at 16 kHz, with `channels` channels.
+fn silence(secs: u32, channels: u16) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+    for _ in 0..secs * 16_000 * u32::from(channels) {
+        writer.write_sample(0i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    out.into_inner()
+}
+
+async fn post_audio(app: &TestApp, query: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    send(
+        app.client
+            .post(app.url(&format!("/voice/execute{query}")))
+            .header("x-tenant-key", &app.a.key)
+            .header("content-type", content_type)
+            .body(body),
+    )
+    .await
+}
+
+fn decoded_speech(answer: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(
+            answer["speech"]["data"]
+                .as_str()
+                .expect("speech in the answer"),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_english_spoken_command_is_transcribed_locally_executed_and_answered_aloud() {
+    if required_tool("pocketsphinx_continuous").is_none() {
+        return;
+    }
+    let app = spawn_app().await;
+    let key = &app.a.key;
+    app.create_lead(key, "John", None).await;
+    let Some(audio) = spoken("show new leads", "en-us") else {
+        return;
+    };
+    let answer = post_audio(&app, "", "audio/wav", audio)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(answer["transcript"], "show new leads", "{answer}");
+    assert_eq!(answer["command"], "get_leads");
+    assert_eq!(answer["reply"], "You have one new lead: John Test.");
+    assert_eq!(answer["speech"]["contentType"], "audio/wav");
+    let wav = decoded_speech(&answer);
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
+    assert!(
+        reader.duration() > reader.spec().sample_rate / 2,
+        "a real spoken reply"
+    );
+
+    // The tenant's own names are in the grammar: a status change by name.
+    app.post(
+        "/leads",
+        key,
+        json!({"firstName": "Peter", "lastName": "Smith", "source": "web"}),
+    )
+    .await
+    .expect(201);
+    let audio = spoken("mark peter smith as contacted", "en-us").unwrap();
+    let answer = post_audio(&app, "?language=en", "audio/wav", audio)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        answer["transcript"], "mark peter smith as contacted",
+        "{answer}"
+    );
+    assert_eq!(answer["data"]["status"], "CONTACTED");
+
+    let log = app.list_all("/events/log", key).await;
+    let types: Vec<&str> = log
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "VOICE_PROCESSING_STARTED",
+        "VOICE_PROCESSING_COMPLETED",
+        "VOICE_COMMAND_EXECUTED",
+    ] {
+        assert_eq!(
+            types.iter().filter(|t| **t == expected).count(),
+            2,
+            "{expected}: {types:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn danish_audio_without_a_provider_says_so_and_text_still_works() {
+    let app = spawn_app().await;
+    let Some(audio) = spoken("vis nye leads", "da") else {
+        return;
+    };
+    let refused = post_audio(&app, "?language=da", "audio/wav", audio)
+        .await
+        .expect_error(422, "speech_unsupported");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Danish") && message.contains("text"),
+        "{message}"
+    );
+    // The graceful way round: the same command as text.
+    let answer = app
+        .post(
+            "/voice/execute",
+            &app.a.key,
+            json!({"text": "vis nye leads", "speak": true}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(answer["command"], "get_leads");
+    assert!(answer["reply"].as_str().unwrap().starts_with("Du har"));
+    if required_tool("espeak-ng").is_some() {
+        assert_eq!(&decoded_speech(&answer)[..4], b"RIFF");
+    }
+}
+
+#[tokio::test]
+async fn bad_audio_gets_a_clear_4xx_and_runs_nothing() {
+    let app = spawn_app_with(|c| c.voice_max_audio_secs = 5).await;
+    post_audio(&app, "", "audio/wav", Vec::new())
+        .await
+        .expect_error(422, "validation_failed");
+    post_audio(
+        &app,
+        "",
+        "audio/wav",
+        b"RIFF but not really a wave file".to_vec(),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    post_audio(&app, "", "audio/wav", silence(1, 2))
+        .await
+        .expect_error(422, "validation_failed");
+    post_audio(&app, "", "audio/wav", silence(6, 1))
+        .await
+        .expect_error(413, "audio_too_long");
+    post_audio(&app, "", "audio/mpeg", vec![0xff, 0xfb, 0x90, 0x00])
+        .await
+        .expect_error(415, "unsupported_media_type");
+    post_audio(&app, "", "audio/webm", b"not webm".to_vec())
+        .await
+        .expect_error(422, "validation_failed");
+    post_audio(&app, "?language=fr", "audio/wav", silence(1, 1))
+        .await
+        .expect_error(422, "validation_failed");
+    post_audio(
+        &app,
+        "",
+        "audio/webm",
+        vec![0x1a, 0x45, 0xdf, 0xa3, 1, 2, 3],
+    )
+    .await
+    .expect_error(422, "speech_unsupported");
+    if required_tool("pocketsphinx_continuous").is_some() {
+        post_audio(&app, "", "audio/wav", silence(1, 1))
+            .await
+            .expect_error(422, "speech_not_recognised");
+    }
+    assert!(app.list_all("/leads", &app.a.key).await.is_empty());
+    assert!(app.list_all("/conversations", &app.a.key).await.is_empty());
+}
+
+/// What the fake speech APIs saw.
+#[derive(Default)]
+struct Seen {
+    transcriptions: Vec<(Option<String>, String)>,
+    speech: Vec<Value>,
+    elevenlabs: Vec<(String, Option<String>, Value)>,
+}
+
+/// Local stand-ins for the OpenAI audio API and ElevenLabs, in their wire formats.
+async fn fake_speech_apis() -> (String, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    async fn transcriptions(
+        State(seen): State<Arc<Mutex<Seen>>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> axum::Json<Value> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let form = String::from_utf8_lossy(&body).into_owned();
+        seen.lock()
+            .unwrap()
+            .transcriptions
+            .push((auth, form.clone()));
+        // The real API answers in the language asked for.
+        let text = if form.contains("name=\"language\"\r\n\r\nda") {
+            "Vis nye leads"
+        } else {
+            "Show new leads"
+        };
+        axum::Json(json!({ "text": text }))
+    }
+    async fn speech(
+        State(seen): State<Arc<Mutex<Seen>>>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> ([(&'static str, &'static str); 1], Vec<u8>) {
+        seen.lock().unwrap().speech.push(body);
+        (
+            [("content-type", "audio/wav")],
+            b"RIFF....WAVEfake".to_vec(),
+        )
+    }
+    async fn elevenlabs(
+        State(seen): State<Arc<Mutex<Seen>>>,
+        Path(voice): Path<String>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> ([(&'static str, &'static str); 1], Vec<u8>) {
+        let key = headers
+            .get("xi-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        seen.lock().unwrap().elevenlabs.push((voice, key, body));
+        (
+            [("content-type", "audio/mpeg")],
+            vec![0xff, 0xfb, 0x90, 0x00, 1, 2, 3],
+        )
+    }
+    let app = Router::new()
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/speech", post(speech))
+        .route("/v1/text-to-speech/{voice}", post(elevenlabs))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}"), seen)
+}
+
+#[tokio::test]
+async fn danish_audio_goes_to_the_configured_provider_and_speech_comes_back_from_it() {
+    let (base, seen) = fake_speech_apis().await;
+    let api = format!("{base}/v1");
+    let app = spawn_app_with(|c| {
+        c.speech_api_url = Some(api.clone());
+        c.speech_api_key = Some("sk-speech".into());
+        c.text_to_speech = "openai".into();
+    })
+    .await;
+    let answer = post_audio(&app, "?language=da", "audio/wav", silence(1, 1))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(answer["transcript"], "Vis nye leads", "{answer}");
+    assert_eq!(answer["command"], "get_leads");
+    assert_eq!(answer["language"], "da");
+    assert_eq!(decoded_speech(&answer), b"RIFF....WAVEfake");
+    // WebM, which the local recogniser cannot read, goes to the provider too.
+    let webm = post_audio(
+        &app,
+        "",
+        "audio/webm",
+        vec![0x1a, 0x45, 0xdf, 0xa3, 1, 2, 3],
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(webm["transcript"], "Show new leads");
+    let seen = seen.lock().unwrap();
+    let (auth, form) = &seen.transcriptions[0];
+    assert_eq!(auth.as_deref(), Some("Bearer sk-speech"));
+    assert!(form.contains("name=\"model\"\r\n\r\nwhisper-1"), "{form}");
+    assert!(form.contains("filename=\"command.wav\""), "{form}");
+    assert!(seen.transcriptions[1]
+        .1
+        .contains("filename=\"command.webm\""));
+    assert_eq!(seen.speech[0]["input"], answer["reply"]);
+    assert_eq!(seen.speech[0]["response_format"], "wav");
+}
+
+#[tokio::test]
+async fn elevenlabs_speaks_the_reply_when_configured() {
+    let (base, seen) = fake_speech_apis().await;
+    let app = spawn_app_with(|c| {
+        c.text_to_speech = "elevenlabs".into();
+        c.elevenlabs_url = base.clone();
+        c.elevenlabs_api_key = Some("xi-key".into());
+        c.elevenlabs_voice_id = "voice-7".into();
+    })
+    .await;
+    let answer = app
+        .post(
+            "/voice/execute",
+            &app.a.key,
+            json!({"text": "hjælp", "speak": true}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(answer["speech"]["contentType"], "audio/mpeg");
+    let seen = seen.lock().unwrap();
+    let (voice, key, body) = &seen.elevenlabs[0];
+    assert_eq!(voice, "voice-7");
+    assert_eq!(key.as_deref(), Some("xi-key"));
+    assert_eq!(body["language_code"], "da");
+    assert_eq!(body["text"], answer["reply"]);
+}
