@@ -23,6 +23,8 @@ pub struct AppState {
     pub work_signal: WorkSignal,
     /// Speech-to-text and text-to-speech for the voice agent.
     pub speech: SpeechServices,
+    /// The chat API voice commands fall back to when the parser is not sure.
+    pub voice_llm: Option<crate::queue::chat::LlmClient>,
     /// Signs connection tokens.
     pub secret: Arc<[u8]>,
     /// Cancelled once on shutdown: sockets close with 1001, background tasks stop.
@@ -46,8 +48,13 @@ impl AppState {
             shutdown.clone(),
         );
         let speech = SpeechServices::from_config(&config)?;
+        let voice_llm = config
+            .voice_llm_fallback
+            .then(|| crate::queue::chat::LlmClient::from_config(&config))
+            .flatten();
         Ok(Self {
             speech,
+            voice_llm,
             store,
             config: Arc::new(config),
             metrics,

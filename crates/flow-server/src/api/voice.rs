@@ -64,7 +64,15 @@ async fn execute(
             .map_err(|e| ApiError::new(e.status(), "payload_too_large", e.body_text()))?;
         let audio = speech::check_audio(&content_type, body.to_vec(), state.speech.max_audio_secs)?;
         return Ok(Json(
-            voice::handle_audio(&*state.store, &caller, &state.speech, audio, query).await?,
+            voice::handle_audio(
+                &*state.store,
+                &caller,
+                state.voice_llm.as_ref(),
+                &state.speech,
+                audio,
+                query,
+            )
+            .await?,
         ));
     }
     if query.language.is_some()
@@ -77,7 +85,14 @@ async fn execute(
     }
     let ApiJson(request) = ApiJson::<VoiceRequest>::from_request(request, &state).await?;
     let speak = request.speak;
-    let mut answer = voice::handle(&*state.store, &caller, request, Mode::Execute).await?;
+    let mut answer = voice::handle(
+        &*state.store,
+        &caller,
+        state.voice_llm.as_ref(),
+        request,
+        Mode::Execute,
+    )
+    .await?;
     if speak {
         voice::attach_speech(&state.speech, &mut answer).await;
     }
@@ -94,7 +109,14 @@ async fn test(
     ApiJson(request): ApiJson<VoiceRequest>,
 ) -> ApiResult<Json<VoiceAnswer>> {
     Ok(Json(
-        voice::handle(&*state.store, &caller, request, Mode::DryRun).await?,
+        voice::handle(
+            &*state.store,
+            &caller,
+            state.voice_llm.as_ref(),
+            request,
+            Mode::DryRun,
+        )
+        .await?,
     ))
 }
 

@@ -184,9 +184,15 @@ async fn read_frames(
                     utc_offset_minutes: None,
                     speak: false,
                 };
-                let result = voice::handle(&*state.store, &caller, request, voice::Mode::Execute)
-                    .await
-                    .map_err(|e| (e.code.to_owned(), e.message));
+                let result = voice::handle(
+                    &*state.store,
+                    &caller,
+                    state.voice_llm.as_ref(),
+                    request,
+                    voice::Mode::Execute,
+                )
+                .await
+                .map_err(|e| (e.code.to_owned(), e.message));
                 Control::Send(protocol::voice_response(&id, result))
             }
         };

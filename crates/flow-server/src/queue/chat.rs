@@ -93,6 +93,57 @@ impl LlmClient {
     }
 }
 
+impl LlmClient {
+    /// Asks the model to pick one of `tools` (OpenAI function calling) for `message`;
+    /// returns the function's name and arguments, or `None` when it called none.
+    pub async fn choose_tool(
+        &self,
+        system: &str,
+        message: &str,
+        tools: &Value,
+    ) -> Result<Option<(String, Value)>, String> {
+        let mut request = self
+            .http
+            .post(format!("{}/chat/completions", self.base_url))
+            .json(&json!({
+                "model": self.model,
+                "messages": [
+                    { "role": "system", "content": system },
+                    { "role": "user", "content": message },
+                ],
+                "tools": tools,
+                "tool_choice": "auto",
+            }));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("chat API unreachable: {}", e.without_url()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("chat API answered {status}"));
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("unreadable chat API answer: {e}"))?;
+        let call = &body["choices"][0]["message"]["tool_calls"][0]["function"];
+        let Some(name) = call["name"].as_str() else {
+            return Ok(None);
+        };
+        // The API sends the arguments as a JSON string.
+        let arguments = match &call["arguments"] {
+            Value::String(text) => serde_json::from_str(text)
+                .map_err(|e| format!("tool arguments are not JSON: {e}"))?,
+            Value::Null => json!({}),
+            other => other.clone(),
+        };
+        Ok(Some((name.to_owned(), arguments)))
+    }
+}
+
 #[derive(Deserialize)]
 struct ChatResponse {
     #[serde(default)]

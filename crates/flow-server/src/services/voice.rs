@@ -24,6 +24,7 @@ use super::{
 use crate::{
     auth::Caller,
     error::{ApiError, ApiResult},
+    queue::chat::LlmClient,
     speech::{Audio, Hints, SpeechServices},
     validate,
 };
@@ -132,6 +133,7 @@ struct Command {
 pub async fn handle_audio(
     store: &dyn Store,
     caller: &Caller,
+    llm: Option<&LlmClient>,
     speech: &SpeechServices,
     audio: Audio,
     query: AudioQuery,
@@ -169,7 +171,7 @@ pub async fn handle_audio(
         speak: true,
         ..VoiceRequest::default()
     };
-    let mut answer = handle(store, caller, request, Mode::Execute).await?;
+    let mut answer = handle(store, caller, llm, request, Mode::Execute).await?;
     attach_speech(speech, &mut answer).await;
     Ok(answer)
 }
@@ -224,6 +226,7 @@ async fn publish(
 pub async fn handle(
     store: &dyn Store,
     caller: &Caller,
+    llm: Option<&LlmClient>,
     request: VoiceRequest,
     mode: Mode,
 ) -> ApiResult<VoiceAnswer> {
@@ -245,7 +248,14 @@ pub async fn handle(
             request.parameters.clone(),
             language.unwrap_or(Language::En),
         )?),
-        (None, Some(text)) => understand(text, local_now, language),
+        (None, Some(text)) => match (understand(text, local_now, language), llm) {
+            (Err(clarification), Some(llm)) => {
+                ask_model(llm, text, clarification.language, local_now)
+                    .await
+                    .ok_or(clarification)
+            }
+            (understood, _) => understood,
+        },
         (None, None) => {
             return Err(ApiError::validation(
                 "send text (what was said) or command (a structured command)",
@@ -314,6 +324,46 @@ fn understand(
             language: parsed.language,
         }),
         Parsed::Clarify(clarification) => Err(clarification),
+    }
+}
+
+/// The fallback for utterances the parser is unsure of: an OpenAI-compatible model picks a
+/// command through function calling, and its choice must pass the same schema check as
+/// any structured command. Any failure leaves the parser's question standing.
+async fn ask_model(
+    llm: &LlmClient,
+    text: &str,
+    language: Language,
+    now: DateTime<FixedOffset>,
+) -> Option<Command> {
+    let system = format!(
+        "You turn a business user's spoken request (Danish or English) into one call of the \
+         given functions for Flow, a CRM. Call no function if none fits. The time now is {}.",
+        now.to_rfc3339()
+    );
+    let (name, arguments) = match llm
+        .choose_tool(&system, text, &flow_voice::function_schema())
+        .await
+    {
+        Ok(Some(call)) => call,
+        Ok(None) => return None,
+        Err(error) => {
+            tracing::warn!(%error, "voice fallback model failed");
+            return None;
+        }
+    };
+    match flow_voice::validate(&name, &arguments) {
+        Ok(validated) => Some(Command {
+            name: validated.command,
+            parameters: validated.parameters,
+            // Below the parser's sure answers: the model's reading is a guess.
+            confidence: 0.7,
+            language,
+        }),
+        Err(error) => {
+            tracing::warn!(%name, %error, "voice fallback model chose an invalid command");
+            None
+        }
     }
 }
 

@@ -313,3 +313,88 @@ async fn conversations_keep_the_turns_per_tenant() {
     .await
     .expect_error(404, "not_found");
 }
+
+/// A local stand-in for an OpenAI-compatible chat API with function calling: it answers
+/// "take over" requests with an `assign_lead` call, "wipe" with a function Flow does not
+/// have, and anything else without a call.
+async fn fake_function_calling_llm() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::{extract::State, routing::post, Json, Router};
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    async fn completions(
+        State(seen): State<Arc<Mutex<Vec<Value>>>>,
+        Json(body): Json<Value>,
+    ) -> Json<Value> {
+        seen.lock().unwrap().push(body.clone());
+        let said = body["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let call = |name: &str, arguments: Value| {
+            json!([{"id": "call_1", "type": "function",
+                    "function": {"name": name, "arguments": arguments.to_string()}}])
+        };
+        let message = if said.contains("take over") {
+            json!({"role": "assistant", "content": null,
+                   "tool_calls": call("assign_lead", json!({"target": "John Smith", "assignee": "Lisa"}))})
+        } else if said.contains("wipe") {
+            json!({"role": "assistant", "content": null,
+                   "tool_calls": call("delete_all_leads", json!({}))})
+        } else {
+            json!({"role": "assistant", "content": "I am not sure what you mean."})
+        };
+        Json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test",
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
+        }))
+    }
+    let app = Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}/v1"), seen)
+}
+
+#[tokio::test]
+async fn the_model_fallback_handles_what_the_parser_cannot_and_is_checked() {
+    let (url, seen) = fake_function_calling_llm().await;
+    let app = crate::helpers::spawn_app_with(|c| c.llm_base_url = Some(url.clone())).await;
+    let key = &app.a.key;
+    app.post(
+        "/leads",
+        key,
+        json!({"firstName": "John", "lastName": "Smith", "source": "web"}),
+    )
+    .await
+    .expect(201);
+
+    // The parser's fast path never asks the model.
+    say(&app, key, json!({"text": "show new leads"})).await;
+    assert!(seen.lock().unwrap().is_empty());
+
+    let answer = say(&app, key, json!({"text": "let Lisa take over John Smith"})).await;
+    assert_eq!(answer["command"], "assign_lead", "{answer}");
+    assert_eq!(answer["data"]["assignedTo"], "Lisa");
+    assert!(answer["confidence"].as_f64().unwrap() < 1.0);
+    let request = seen.lock().unwrap()[0].clone();
+    let tools: Vec<&str> = request["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"assign_lead") && tools.contains(&"get_leads"),
+        "{tools:?}"
+    );
+
+    // A function Flow does not have, or no function at all: the question stands.
+    for text in ["wipe it all", "what is the weather"] {
+        let answer = say(&app, key, json!({"text": text})).await;
+        assert_eq!(answer["executed"], false, "{answer}");
+        assert!(answer["clarification"].is_string());
+    }
+    assert_eq!(app.list_all("/leads", key).await.len(), 1);
+}
