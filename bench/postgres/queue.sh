@@ -113,7 +113,8 @@ log "PostgreSQL $PG_VERSION at $PG_URL ($PG_SETTINGS)"
 
 # Flow reads every FLOW_* variable as a setting: queue.js passes Flow only the ones it means.
 for v in $(compgen -e | grep -E '^FLOW_|^DATABASE_URL$' || true); do export -n "$v"; done
-(cd "$HERE" && PG_URL=$PG_URL FLOW_BIN=$FLOW_BIN OUT_JSON="$WORK/queue.json" STATEMENTS=$STATEMENTS node queue.js)
+(cd "$HERE" && PG_URL=$PG_URL FLOW_BIN=$FLOW_BIN FLOW_SWEEP=${FLOW_SWEEP:-} FLOW_SETTING=${FLOW_SETTING:-} \
+    OUT_JSON="$WORK/queue.json" STATEMENTS=$STATEMENTS node queue.js)
 
 mem_gib=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)

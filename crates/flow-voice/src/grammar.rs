@@ -35,7 +35,8 @@ pub fn jsgf_grammar(names: &[String]) -> String {
     out
 }
 
-/// Names as lower-case letter-only words; `<VOID>` when there are none, so the grammar stays valid.
+/// Names as lower-case letter-only words; `<NULL>` when there are none, so the grammar stays
+/// valid (PocketSphinx recognises nothing at all once a grammar contains `<VOID>`).
 fn name_alternatives(names: &[String]) -> String {
     let cleaned: BTreeSet<String> = names
         .iter()
@@ -49,7 +50,7 @@ fn name_alternatives(names: &[String]) -> String {
         .filter(|n| !n.is_empty())
         .collect();
     if cleaned.is_empty() {
-        return "<VOID>".to_string();
+        return "<NULL>".to_string();
     }
     cleaned.into_iter().collect::<Vec<_>>().join(" | ")
 }
@@ -87,6 +88,6 @@ mod tests {
 
     #[test]
     fn empty_names_keep_grammar_valid() {
-        assert!(jsgf_grammar(&[]).contains("<name> = <VOID>;"));
+        assert!(jsgf_grammar(&[]).contains("<name> = <NULL>;"));
     }
 }

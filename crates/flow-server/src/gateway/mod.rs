@@ -5,6 +5,7 @@ pub mod hub;
 pub mod protocol;
 mod socket;
 pub mod token;
+mod voice_session;
 
 use std::time::Duration;
 
@@ -38,7 +39,9 @@ const KEY_PROTOCOL_PREFIX: &str = "flow-key.";
 
 /// The WebSocket route, which authenticates itself (headers, subprotocol, token or query).
 pub fn socket_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(connect))
+    OpenApiRouter::new()
+        .routes(routes!(connect))
+        .routes(routes!(voice_session::connect))
 }
 
 /// The token route, behind the usual API-key authentication.
@@ -102,7 +105,6 @@ impl FromRequestParts<AppState> for SocketCaller {
                 resolved.caller
             }
         };
-        caller.require("read", "events")?;
         Ok(Self(caller))
     }
 }
@@ -170,6 +172,7 @@ async fn connect(
     SocketCaller(caller): SocketCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    caller.require("read", "events")?;
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,

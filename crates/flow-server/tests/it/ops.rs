@@ -144,6 +144,7 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/chat", &["post"]),
         ("/voice/execute", &["post"]),
         ("/voice/test", &["post"]),
+        ("/voice/{sessionId}", &["get"]),
         ("/conversations", &["get", "post"]),
         ("/conversations/{id}", &["get"]),
         ("/audit", &["get"]),

@@ -346,3 +346,145 @@ async fn elevenlabs_speaks_the_reply_when_configured() {
     assert_eq!(body["language_code"], "da");
     assert_eq!(body["text"], answer["reply"]);
 }
+
+#[tokio::test]
+async fn a_voice_session_streams_audio_in_and_speech_out_over_one_socket() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    if required_tool("pocketsphinx_continuous").is_none() {
+        return;
+    }
+    let Some(audio) = spoken("show new leads", "en-us") else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut request = format!("ws://{}/voice/kitchen-1", app.address)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-tenant-key", app.a.key.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    async fn next(
+        socket: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+                  + Unpin),
+    ) -> Message {
+        tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .unwrap()
+            .unwrap()
+    }
+    async fn next_json(
+        socket: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+                  + Unpin),
+    ) -> Value {
+        match next(socket).await {
+            Message::Text(text) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+    assert_eq!(next_json(&mut socket).await["type"], "ready");
+    let send = |v: Value| Message::Text(v.to_string().into());
+
+    // Audio in chunks, as a microphone stream would arrive.
+    socket
+        .send(send(
+            json!({"type": "start", "format": "audio/wav", "language": "en"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "listening");
+    for chunk in audio.chunks(4096) {
+        socket
+            .send(Message::Binary(chunk.to_vec().into()))
+            .await
+            .unwrap();
+    }
+    socket.send(send(json!({"type": "end"}))).await.unwrap();
+    let result = next_json(&mut socket).await;
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["transcript"], "show new leads");
+    assert_eq!(result["command"], "get_leads");
+    let conversation = result["conversationId"].as_str().unwrap().to_owned();
+    assert_eq!(next_json(&mut socket).await["type"], "speech");
+    match next(&mut socket).await {
+        Message::Binary(bytes) => assert_eq!(&bytes[..4], b"RIFF"),
+        other => panic!("expected speech audio, got {other:?}"),
+    }
+
+    // Typed text in the same session continues the same conversation.
+    socket
+        .send(send(
+            json!({"type": "text", "text": "vis kontaktede leads"}),
+        ))
+        .await
+        .unwrap();
+    let typed = next_json(&mut socket).await;
+    assert_eq!(typed["conversationId"], conversation.as_str());
+    assert_eq!(typed["language"], "da");
+    assert_eq!(next_json(&mut socket).await["type"], "speech");
+    assert!(matches!(next(&mut socket).await, Message::Binary(_)));
+
+    // Mistakes are answered on the socket, which stays open.
+    socket.send(send(json!({"type": "end"}))).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["code"], "no_utterance");
+    socket
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["code"], "no_utterance");
+    socket
+        .send(send(json!({"type": "start", "format": "audio/wav"})))
+        .await
+        .unwrap();
+    next_json(&mut socket).await;
+    socket
+        .send(Message::Binary(b"garbage".to_vec().into()))
+        .await
+        .unwrap();
+    socket.send(send(json!({"type": "end"}))).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["code"], "validation_failed");
+    socket
+        .send(Message::Text("{not json".into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["code"], "invalid_frame");
+
+    let stored = app
+        .get(&format!("/conversations/{conversation}"), &app.a.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(stored["transcript"].as_array().unwrap().len(), 4);
+
+    // Without execute:voice, or with a bad session id, no socket opens.
+    let reader = app
+        .key_for_a(flow_server::services::tenants::KeySpec {
+            name: "reader".into(),
+            permissions: vec!["read:leads".into(), "read:events".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    for (path, key) in [
+        ("/voice/s1", reader.as_str()),
+        ("/voice/bad%20id", app.a.key.as_str()),
+    ] {
+        let mut request = format!("ws://{}{path}", app.address)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("x-tenant-key", key.parse().unwrap());
+        let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
+        let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+            panic!("expected an HTTP refusal, got {refused:?}");
+        };
+        assert!(
+            matches!(response.status().as_u16(), 403 | 422),
+            "{path}: {}",
+            response.status()
+        );
+    }
+}

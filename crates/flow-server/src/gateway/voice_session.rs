@@ -1,0 +1,274 @@
+//! `GET /voice/{sessionId}`: a conversation with the voice agent over one WebSocket. Audio
+//! streams in as binary frames between `start` and `end`; each utterance is answered with
+//! its transcript and result, then the spoken reply as a binary frame. Typed text works in
+//! the same session. The turns form one stored conversation.
+
+use axum::{
+    extract::{
+        ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    http::StatusCode,
+    response::Response,
+};
+use base64::Engine;
+use flow_store::ConversationId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::SocketCaller;
+use crate::{
+    auth::Caller,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::ApiPath,
+    services::voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
+    speech,
+    state::AppState,
+};
+
+/// Audio one utterance may stream in (30 s of 48 kHz WAV is ~2.8 MB).
+const MAX_UTTERANCE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Frames a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientFrame {
+    /// Audio follows as binary frames, in `format` (`audio/wav` or `audio/webm`).
+    #[serde(rename_all = "camelCase")]
+    Start {
+        format: String,
+        language: Option<String>,
+        utc_offset_minutes: Option<i32>,
+    },
+    /// The utterance is complete: transcribe and run it.
+    End,
+    /// A typed command in the same conversation.
+    Text {
+        text: String,
+        language: Option<String>,
+    },
+}
+
+/// Open a voice session (WebSocket; frames in docs/PROTOCOL.md). Credentials as for
+/// `/events`; needs `execute:voice`.
+#[utoipa::path(get, path = "/voice/{sessionId}", tag = "voice",
+    params(("sessionId" = String, Path, description = "The client's name for the session, 1-64 letters, digits, - or _")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 426, body = ErrorBody), (status = "4XX", body = ErrorBody)))]
+pub(super) async fn connect(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+    SocketCaller(caller): SocketCaller,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    caller.require("execute", "voice")?;
+    let valid = !session_id.is_empty()
+        && session_id.len() <= 64
+        && session_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(ApiError::validation(
+            "sessionId must be 1-64 letters, digits, - or _",
+        ));
+    }
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            format!("connect with a WebSocket client: {}", rejection.body_text()),
+        )
+    })?;
+    Ok(upgrade
+        .max_message_size(MAX_UTTERANCE_BYTES)
+        .on_upgrade(move |socket| Session::new(state, caller, session_id).run(socket)))
+}
+
+struct Session {
+    state: AppState,
+    caller: Caller,
+    id: String,
+    conversation: Option<ConversationId>,
+    /// The utterance being streamed: its format, language and audio so far.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    format: String,
+    query: AudioQuery,
+    audio: Vec<u8>,
+}
+
+impl Session {
+    fn new(state: AppState, caller: Caller, id: String) -> Self {
+        Self {
+            state,
+            caller,
+            id,
+            conversation: None,
+            pending: None,
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let hello = json!({ "type": "ready", "sessionId": self.id });
+        if socket.send(text(hello)).await.is_err() {
+            return;
+        }
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 1001,
+                        reason: "server shutting down".into(),
+                    }))).await;
+                    return;
+                }
+                message = socket.recv() => message,
+            };
+            let Some(Ok(message)) = message else { return };
+            let replies = match message {
+                Message::Binary(chunk) => self.on_audio(&chunk),
+                Message::Text(frame) => self.on_frame(frame.as_str()).await,
+                Message::Close(_) => return,
+                _ => Vec::new(),
+            };
+            for reply in replies {
+                if socket.send(reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_audio(&mut self, chunk: &[u8]) -> Vec<Message> {
+        let Some(pending) = &mut self.pending else {
+            return vec![error(
+                "no_utterance",
+                "send {\"type\":\"start\"} before audio",
+            )];
+        };
+        if pending.audio.len() + chunk.len() > MAX_UTTERANCE_BYTES {
+            self.pending = None;
+            return vec![error(
+                "audio_too_long",
+                "the utterance is too large; start again",
+            )];
+        }
+        pending.audio.extend_from_slice(chunk);
+        Vec::new()
+    }
+
+    async fn on_frame(&mut self, frame: &str) -> Vec<Message> {
+        let frame: ClientFrame = match serde_json::from_str(frame) {
+            Ok(frame) => frame,
+            Err(e) => return vec![error("invalid_frame", &e.to_string())],
+        };
+        match frame {
+            ClientFrame::Start {
+                format,
+                language,
+                utc_offset_minutes,
+            } => {
+                self.pending = Some(Pending {
+                    format,
+                    query: AudioQuery {
+                        language,
+                        conversation_id: None,
+                        utc_offset_minutes,
+                    },
+                    audio: Vec::new(),
+                });
+                vec![text(json!({ "type": "listening" }))]
+            }
+            ClientFrame::End => {
+                let Some(pending) = self.pending.take() else {
+                    return vec![error(
+                        "no_utterance",
+                        "send {\"type\":\"start\"} and audio first",
+                    )];
+                };
+                self.answer_audio(pending).await
+            }
+            ClientFrame::Text {
+                text: said,
+                language,
+            } => {
+                let request = VoiceRequest {
+                    text: Some(said),
+                    language,
+                    conversation_id: self.conversation,
+                    speak: true,
+                    ..VoiceRequest::default()
+                };
+                let answered = voice::handle(
+                    &*self.state.store,
+                    &self.caller,
+                    self.state.voice_llm.as_ref(),
+                    request,
+                    Mode::Execute,
+                )
+                .await;
+                match answered {
+                    Ok(mut answer) => {
+                        voice::attach_speech(&self.state.speech, &mut answer).await;
+                        self.reply(answer)
+                    }
+                    Err(e) => vec![error(e.code, &e.message)],
+                }
+            }
+        }
+    }
+
+    async fn answer_audio(&mut self, mut pending: Pending) -> Vec<Message> {
+        let audio = match speech::check_audio(
+            &pending.format,
+            pending.audio,
+            self.state.speech.max_audio_secs,
+        ) {
+            Ok(audio) => audio,
+            Err(e) => return vec![error(e.code, &e.message)],
+        };
+        pending.query.conversation_id = self.conversation;
+        let answered = voice::handle_audio(
+            &*self.state.store,
+            &self.caller,
+            self.state.voice_llm.as_ref(),
+            &self.state.speech,
+            audio,
+            pending.query,
+        )
+        .await;
+        match answered {
+            Ok(answer) => self.reply(answer),
+            Err(e) => vec![error(e.code, &e.message)],
+        }
+    }
+
+    /// The result as JSON, then the spoken reply: its type as JSON, its audio as binary.
+    fn reply(&mut self, mut answer: VoiceAnswer) -> Vec<Message> {
+        if answer.conversation_id.is_some() {
+            self.conversation = answer.conversation_id;
+        }
+        let spoken = answer.speech.take();
+        let mut result = serde_json::to_value(&answer).unwrap_or(Value::Null);
+        result["type"] = json!("result");
+        let mut out = vec![text(result)];
+        if let Some(spoken) = spoken {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(spoken.data) {
+                out.push(text(json!({ "type": "speech", "contentType": spoken.content_type, "bytes": bytes.len() })));
+                out.push(Message::Binary(bytes.into()));
+            }
+        }
+        out
+    }
+}
+
+fn text(value: Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+fn error(code: &str, message: &str) -> Message {
+    text(json!({ "type": "error", "code": code, "message": message }))
+}
