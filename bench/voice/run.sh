@@ -31,8 +31,10 @@ cargo build --release -q -p flow-server -p flow-voice --example parse_bench
 FLOW_BIN=${FLOW_BIN:-$ROOT/target/release/flow}
 export -n FLOW_BIN
 
-log "parse latency"
+log "parse latency and accuracy"
 PARSE=$("$ROOT/target/release/examples/parse_bench" "$PARSE_ROUNDS")
+ACCURACY=$(cargo test -q --release -p flow-voice --test utterance_tables -- --nocapture 2>&1 \
+    | grep -oE '[a-z_]+\.tsv: [0-9]+/[0-9]+ exact \([0-9.]+%\)' | paste -sd ';' | sed 's/;/; /g')
 
 WORK=$(mktemp -d /tmp/flow-voice-bench.XXXXXX)
 SERVER_PID=""
@@ -108,6 +110,7 @@ Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /pro
 
 | Measure | Result | Target |
 |---|---|---|
+| parse accuracy, exact match (command and parameters) on the utterance tables | $ACCURACY | 98 % |
 | parse latency (flow-voice, every utterance of both tables) | $PARSE | p99 < 100 µs |
 | text command end to end, \`POST /voice/execute {"text": "show new leads"}\`, 1 connection | $TEXT_1 | p99 < 5 ms |
 | same, 8 connections | $TEXT_8 | |

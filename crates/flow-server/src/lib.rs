@@ -127,6 +127,7 @@ fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         queue::worker::Processors::standard(
             state.config.data_dir.clone(),
             queue::chat::LlmClient::from_config(&state.config),
+            state.speech.clone(),
         ),
         std::sync::Arc::new(queue::SystemClock),
         state.metrics.clone(),

@@ -4,10 +4,12 @@ use axum::{
     body::Bytes,
     extract::{FromRequest, Request, State},
     http::{header, StatusCode},
+    response::{IntoResponse, Response},
     Json,
 };
 use flow_store::{Conversation, ConversationId};
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -45,13 +47,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// runs nothing.
 #[utoipa::path(post, path = "/voice/execute", tag = "voice", request_body = VoiceRequest,
     params(AudioQuery),
-    responses((status = 200, body = VoiceAnswer), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, body = VoiceAnswer),
+        (status = 202, description = "Audio with async=true: the job to follow"),
+        (status = "4XX", body = ErrorBody)))]
 async fn execute(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<AudioQuery>,
     request: Request,
-) -> ApiResult<Json<VoiceAnswer>> {
+) -> ApiResult<Response> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -63,6 +67,19 @@ async fn execute(
             .await
             .map_err(|e| ApiError::new(e.status(), "payload_too_large", e.body_text()))?;
         let audio = speech::check_audio(&content_type, body.to_vec(), state.speech.max_audio_secs)?;
+        if query.run_async == Some(true) {
+            let job = crate::queue::voice_audio::start(
+                &*state.store,
+                &state.work_signal,
+                &caller,
+                audio,
+                &content_type,
+                query,
+            )
+            .await?;
+            let accepted = json!({ "jobId": job.id, "state": job.state, "statusUrl": format!("/jobs/{}", job.id) });
+            return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
+        }
         return Ok(Json(
             voice::handle_audio(
                 &*state.store,
@@ -73,11 +90,13 @@ async fn execute(
                 query,
             )
             .await?,
-        ));
+        )
+        .into_response());
     }
     if query.language.is_some()
         || query.conversation_id.is_some()
         || query.utc_offset_minutes.is_some()
+        || query.run_async.is_some()
     {
         return Err(ApiError::validation(
             "query parameters are for audio; send them in the JSON body",
@@ -96,7 +115,7 @@ async fn execute(
     if speak {
         voice::attach_speech(&state.speech, &mut answer).await;
     }
-    Ok(Json(answer))
+    Ok(Json(answer).into_response())
 }
 
 /// Try a voice command without consequences: it is understood and checked, read-only

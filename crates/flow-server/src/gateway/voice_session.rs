@@ -177,6 +177,7 @@ impl Session {
                         language,
                         conversation_id: None,
                         utc_offset_minutes,
+                        run_async: None,
                     },
                     audio: Vec::new(),
                 });

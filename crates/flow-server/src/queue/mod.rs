@@ -8,6 +8,7 @@ pub mod email_sync;
 pub mod followups;
 pub mod import;
 pub mod notify;
+pub mod voice_audio;
 pub mod worker;
 
 use std::{sync::Arc, time::Duration};

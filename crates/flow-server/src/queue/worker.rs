@@ -50,8 +50,20 @@ impl Processors {
 
     /// Flow's own processors; backups are written under `data_dir`; chat jobs need an
     /// LLM client.
-    pub fn standard(data_dir: std::path::PathBuf, llm: Option<super::chat::LlmClient>) -> Self {
+    pub fn standard(
+        data_dir: std::path::PathBuf,
+        llm: Option<super::chat::LlmClient>,
+        speech: crate::speech::SpeechServices,
+    ) -> Self {
         let mut processors = Self::default();
+        processors.register(
+            "voice-processing",
+            super::voice_audio::KIND,
+            Arc::new(super::voice_audio::TranscribeAndRun {
+                speech,
+                llm: llm.clone(),
+            }),
+        );
         processors.register(
             "voice-processing",
             super::notify::KIND,

@@ -64,6 +64,11 @@ pub struct AudioQuery {
     pub language: Option<String>,
     pub conversation_id: Option<ConversationId>,
     pub utc_offset_minutes: Option<i32>,
+    /// `true`: answer 202 with a job on the voice-processing queue at once; the answer
+    /// becomes the job's result (`GET /jobs/{id}`).
+    #[serde(rename = "async")]
+    #[param(rename = "async")]
+    pub run_async: Option<bool>,
 }
 
 /// The reply as audio.

@@ -488,3 +488,44 @@ async fn a_voice_session_streams_audio_in_and_speech_out_over_one_socket() {
         );
     }
 }
+
+#[tokio::test]
+async fn audio_can_run_as_a_job_on_the_voice_processing_queue() {
+    if required_tool("pocketsphinx_continuous").is_none() {
+        return;
+    }
+    let Some(audio) = spoken("show new leads", "en-us") else {
+        return;
+    };
+    let app = spawn_app().await;
+    let accepted = post_audio(&app, "?async=true", "audio/wav", audio)
+        .await
+        .expect(202)
+        .body;
+    let status_url = accepted["statusUrl"].as_str().unwrap().to_owned();
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        job = app.get(&status_url, &app.a.key).await.expect(200).body;
+        if job["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["queue"], "voice-processing", "{job}");
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["result"]["transcript"], "show new leads");
+    assert_eq!(job["result"]["command"], "get_leads");
+    assert_eq!(job["result"]["speech"]["contentType"], "audio/wav");
+    // Checked before it is queued: bad audio never becomes a job.
+    post_audio(&app, "?async=true", "audio/wav", b"nope".to_vec())
+        .await
+        .expect_error(422, "validation_failed");
+    // The query is for audio only.
+    app.post(
+        "/voice/execute?async=true",
+        &app.a.key,
+        json!({"text": "show new leads"}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+}

@@ -1,0 +1,117 @@
+//! Spoken commands as jobs (voice-processing queue): for clients that would rather not
+//! hold a request open while audio is recognised. The job carries the audio and the
+//! caller's identity and grants, and runs the same path as `POST /voice/execute`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use flow_store::{Actor, ConversationId, Job, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    chat::LlmClient,
+    worker::{JobError, Processor},
+};
+use crate::{
+    auth::{Caller, Permissions},
+    error::{ApiError, ApiResult},
+    services::voice::{self, AudioQuery},
+    speech::{self, Audio, SpeechServices},
+};
+
+/// The job kind.
+pub const KIND: &str = "voice.audio";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AudioJob {
+    /// The upload, base64.
+    audio: String,
+    content_type: String,
+    language: Option<String>,
+    conversation_id: Option<ConversationId>,
+    utc_offset_minutes: Option<i32>,
+    actor: Actor,
+    /// The caller's grants when it asked: the command runs with exactly those.
+    permissions: Vec<String>,
+    source_app: String,
+    request_id: Option<String>,
+}
+
+/// Enqueues a checked upload; answers with the job.
+pub async fn start(
+    store: &dyn Store,
+    signal: &super::WorkSignal,
+    caller: &Caller,
+    audio: Audio,
+    content_type: &str,
+    query: AudioQuery,
+) -> ApiResult<Job> {
+    caller.require("execute", "voice")?;
+    let payload = AudioJob {
+        audio: base64::engine::general_purpose::STANDARD.encode(&audio.bytes),
+        content_type: content_type.to_owned(),
+        language: query.language,
+        conversation_id: query.conversation_id,
+        utc_offset_minutes: query.utc_offset_minutes,
+        actor: caller.actor.clone(),
+        permissions: caller.permissions.as_slice().to_vec(),
+        source_app: caller.source_app.clone(),
+        request_id: caller.request_id.clone(),
+    };
+    let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
+    let request = super::Enqueue::new("voice-processing", KIND, payload);
+    super::start(store, signal, caller, request, "voice.audio").await
+}
+
+/// Runs queued spoken commands.
+pub struct TranscribeAndRun {
+    pub speech: SpeechServices,
+    pub llm: Option<LlmClient>,
+}
+
+#[async_trait]
+impl Processor for TranscribeAndRun {
+    async fn process(&self, store: &Arc<dyn Store>, job: &Job) -> Result<Value, JobError> {
+        let payload: AudioJob = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::Permanent(format!("bad voice job payload: {e}")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&payload.audio)
+            .map_err(|e| JobError::Permanent(format!("bad audio in the job: {e}")))?;
+        let permanent_or_retry = |e: ApiError| {
+            if e.status.is_server_error() {
+                JobError::Retryable(e.message)
+            } else {
+                JobError::Permanent(format!("{}: {}", e.code, e.message))
+            }
+        };
+        let audio = speech::check_audio(&payload.content_type, bytes, self.speech.max_audio_secs)
+            .map_err(permanent_or_retry)?;
+        let caller = Caller {
+            tenant_id: job.tenant_id,
+            actor: payload.actor,
+            permissions: Permissions::new(payload.permissions),
+            source_app: payload.source_app,
+            request_id: payload.request_id,
+        };
+        let query = AudioQuery {
+            language: payload.language,
+            conversation_id: payload.conversation_id,
+            utc_offset_minutes: payload.utc_offset_minutes,
+            run_async: None,
+        };
+        let answer = voice::handle_audio(
+            &**store,
+            &caller,
+            self.llm.as_ref(),
+            &self.speech,
+            audio,
+            query,
+        )
+        .await
+        .map_err(permanent_or_retry)?;
+        serde_json::to_value(answer).map_err(|e| JobError::Permanent(e.to_string()))
+    }
+}
