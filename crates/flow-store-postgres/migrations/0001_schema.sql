@@ -369,5 +369,17 @@ CREATE FUNCTION flow_prune_jobs(p_before timestamptz) RETURNS bigint
     END
     $$;
 
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION flow_current_tenant() TO PUBLIC;
+-- Only Flow's own platform functions are withheld from PUBLIC (migrate grants them to the
+-- serving role); functions that extensions keep in this schema are not ours to change.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'flow\_%'
+               AND p.proname <> 'flow_current_tenant'
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;

@@ -276,13 +276,31 @@ impl PgStore {
             }
             return Ok(());
         }
+        // Only what this role owns: tables and functions that extensions keep in the
+        // schema are not ours to grant.
         let role = quote_ident(role);
+        let literal = role.replace('\'', "''");
         tx.execute(
             format!(
                 "GRANT USAGE ON SCHEMA public TO {role};
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
-                 REVOKE INSERT, UPDATE, DELETE ON flow_migrations FROM {role};
-                 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role};"
+                 DO $grant$
+                 DECLARE
+                     r record;
+                 BEGIN
+                     FOR r IN SELECT c.oid::regclass AS t FROM pg_class c
+                              WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+                                AND c.relowner = current_user::regrole
+                     LOOP
+                         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO {literal}', r.t);
+                     END LOOP;
+                     FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p
+                              WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'flow\\_%'
+                     LOOP
+                         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO {literal}', r.f);
+                     END LOOP;
+                 END
+                 $grant$;
+                 REVOKE INSERT, UPDATE, DELETE ON flow_migrations FROM {role};"
             )
             .as_str(),
         )

@@ -43,7 +43,15 @@ impl PgTenant {
             "BEGIN{mode}; SELECT set_config('app.tenant_id', '{}', true)",
             tenant.0
         );
-        let tx = store.pool.begin_with(begin).await.map_err(map_err)?;
+        // In its own task: a request dropped while BEGIN is in flight would otherwise
+        // return the connection to the pool inside a transaction sqlx does not know of
+        // (the next user then fails on "read-only transaction" or an aborted one). The
+        // task always finishes, and a Transaction it hands back to nobody rolls back.
+        let pool = store.pool.clone();
+        let tx = tokio::spawn(async move { pool.begin_with(begin).await })
+            .await
+            .map_err(|e| StoreError::Internal(format!("begin task failed: {e}")))?
+            .map_err(map_err)?;
         Ok(Self {
             tenant,
             tx: Some(tx),
@@ -1017,52 +1025,85 @@ impl TenantTx for PgTenant {
     }
 
     async fn append_event(&mut self, event: &NewEvent) -> StoreResult<LoggedEvent> {
+        let mut logged = self.append_events(std::slice::from_ref(event)).await?;
+        logged.pop().ok_or(StoreError::NotFound)
+    }
+
+    async fn append_events(&mut self, events: &[NewEvent]) -> StoreResult<Vec<LoggedEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let tenant = self.tenant.0;
-        let mut logged = LoggedEvent {
-            seq: 0,
-            event: CrossAppEvent {
-                id: EventId::new(),
-                event_type: event.event_type,
-                source: event.source.clone(),
-                target: event
-                    .event_type
-                    .target_apps()
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                tenant_id: self.tenant,
-                timestamp: now(),
-                data: event.data.clone(),
-                priority: event.priority,
-            },
-        };
-        // Counter, row and NOTIFY in one round trip. The counter row stays locked until
+        let at = now();
+        let mut logged: Vec<LoggedEvent> = events
+            .iter()
+            .map(|event| LoggedEvent {
+                seq: 0,
+                event: CrossAppEvent {
+                    id: EventId::new(),
+                    event_type: event.event_type,
+                    source: event.source.clone(),
+                    target: event
+                        .event_type
+                        .target_apps()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    tenant_id: self.tenant,
+                    timestamp: at,
+                    data: event.data.clone(),
+                    priority: event.priority,
+                },
+            })
+            .collect();
+        let column = |f: fn(&LoggedEvent) -> String| logged.iter().map(f).collect::<Vec<_>>();
+        let ids: Vec<Uuid> = logged.iter().map(|l| l.event.id.0).collect();
+        let types = column(|l| l.event.event_type.as_str().to_owned());
+        let sources = column(|l| l.event.source.clone());
+        let targets: Vec<serde_json::Value> = logged
+            .iter()
+            .map(|l| serde_json::json!(l.event.target))
+            .collect();
+        let data: Vec<serde_json::Value> = logged.iter().map(|l| l.event.data.clone()).collect();
+        let priorities = logged
+            .iter()
+            .map(|l| rows::priority_name(l.event.priority))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Counter, rows and NOTIFY in one round trip. The counter row stays locked until
         // this transaction ends, so sequence order is commit order.
-        let seq: Option<i64> = sqlx::query_scalar(
+        let last: Option<i64> = sqlx::query_scalar(
             "WITH next AS (
-                UPDATE event_counters SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq
+                UPDATE event_counters SET seq = seq + cardinality($2::uuid[])
+                WHERE tenant_id = $1 RETURNING seq
              ), inserted AS (
                 INSERT INTO events (tenant_id, seq, id, type, source, target, data, priority, created_at)
-                SELECT $1, seq, $2, $3, $4, $5, $6, $7, $8 FROM next
+                SELECT $1, next.seq - cardinality($2::uuid[]) + e.n, e.id, e.type, e.source,
+                       ARRAY(SELECT jsonb_array_elements_text(e.target)), e.data, e.priority, $8
+                FROM next, unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[])
+                    WITH ORDINALITY AS e(id, type, source, target, data, priority, n)
                 RETURNING seq
              )
-             SELECT seq FROM inserted, pg_notify($9, $10)",
+             SELECT MAX(seq) FROM inserted, pg_notify($9, $10)",
         )
         .bind(tenant)
-        .bind(logged.event.id.0)
-        .bind(event.event_type.as_str())
-        .bind(&event.source)
-        .bind(&logged.event.target)
-        .bind(&event.data)
-        .bind(rows::priority_name(event.priority)?)
-        .bind(logged.event.timestamp)
+        .bind(&ids)
+        .bind(&types)
+        .bind(&sources)
+        .bind(&targets)
+        .bind(&data)
+        .bind(&priorities)
+        .bind(at)
         .bind(EVENTS_CHANNEL)
         .bind(format!("{} {}", self.store.instance, tenant))
-        .fetch_optional(self.conn())
+        .fetch_one(self.conn())
         .await
         .map_err(map_err)?;
-        logged.seq = seq.ok_or(StoreError::NotFound)?;
-        self.appended.push(logged.clone());
+        let last = last.ok_or(StoreError::NotFound)?;
+        let first = last - logged.len() as i64 + 1;
+        for (i, event) in logged.iter_mut().enumerate() {
+            event.seq = first + i as i64;
+        }
+        self.appended.extend(logged.iter().cloned());
         Ok(logged)
     }
 

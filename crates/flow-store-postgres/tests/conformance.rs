@@ -3,6 +3,8 @@
 
 use flow_store::{LeadFilter, Store, TenantId};
 use flow_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
+use std::future::Future;
+
 use sqlx::{Connection, Executor, PgConnection, Row};
 
 async fn migrated(db: &TestDatabase) {
@@ -226,4 +228,69 @@ async fn rls_alone_isolates_when_the_application_filter_is_removed() {
         .unwrap();
     assert_eq!(all, 2);
     admin.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancelled_requests_never_leave_a_transaction_open_on_a_pooled_connection() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(
+        &db,
+        PgOptions {
+            max_connections: 2,
+            ..PgOptions::default()
+        },
+    )
+    .await;
+    let (a, _) = two_tenants_with_leads(&store).await;
+    // Requests dropped at every point of opening their transaction, as a client that
+    // hangs up does.
+    // Dropped after k wake-ups, k = 0..8: each wake-up is progress on the wire (timers
+    // are too coarse to land inside a round trip).
+    for i in 0..400usize {
+        let limit = i % 9;
+        let mut polls = 0;
+        let mut opening = std::pin::pin!(store.read(a));
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            match opening.as_mut().poll(cx) {
+                std::task::Poll::Pending if polls <= limit => std::task::Poll::Pending,
+                _ => std::task::Poll::Ready(()),
+            }
+        })
+        .await;
+    }
+    // Every connection of the pool is clean: writes work and see only their tenant.
+    for _ in 0..10 {
+        let mut tx = store.begin(a).await.unwrap();
+        tx.append_event(&flow_store::NewEvent::new(
+            flow_store::EventType::LeadCreated,
+            "test",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn migrating_leaves_functions_of_others_in_the_schema_alone() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // What an extension installed by a superuser looks like to the owner.
+    let mut admin = PgConnection::connect(&db.admin_url).await.unwrap();
+    admin
+        .execute("CREATE FUNCTION public.someone_elses() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    store.create_tenant("T", "t").await.unwrap();
+    store.close().await;
 }

@@ -232,6 +232,16 @@ pub trait TenantTx: TenantRead {
     /// Appends to the tenant's event log, taking the next sequence number.
     async fn append_event(&mut self, event: &NewEvent) -> StoreResult<LoggedEvent>;
 
+    /// Appends several events in order. Callers append just before committing: where the
+    /// sequence counter is a row lock (PostgreSQL), it is held from here to the commit.
+    async fn append_events(&mut self, events: &[NewEvent]) -> StoreResult<Vec<LoggedEvent>> {
+        let mut logged = Vec::with_capacity(events.len());
+        for event in events {
+            logged.push(self.append_event(event).await?);
+        }
+        Ok(logged)
+    }
+
     /// Makes every write of this transaction durable and visible.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -213,6 +213,9 @@ struct Writer {
     subscription: Subscription,
 }
 
+/// How long after the welcome live delivery waits for a `resume` that may follow it.
+const RESUME_GRACE: Duration = Duration::from_millis(250);
+
 /// The connection is over (closed, gone, or cut off): the writer stops.
 struct Stop;
 
@@ -234,6 +237,14 @@ impl Writer {
             tokio::time::interval(Duration::from_secs(self.state.config.ws_heartbeat_secs));
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
+        // Live events are held back until the client resumes or a moment has passed: a
+        // live frame sent before a `resume` that follows the welcome would be sent again
+        // by the replay, out of order. Held-back frames are not kept (the log has them):
+        // the replay or a catch-up sends them.
+        let grace = tokio::time::sleep(RESUME_GRACE);
+        tokio::pin!(grace);
+        let mut live_open = false;
+        let mut held_back: Option<i64> = None;
         loop {
             tokio::select! {
                 biased;
@@ -242,10 +253,23 @@ impl Writer {
                 }
                 control = self.control.recv() => match control {
                     None => return Err(Stop),
-                    Some(control) => self.handle(control).await?,
+                    Some(control) => {
+                        if matches!(control, Control::Resume { .. }) {
+                            live_open = true;
+                            held_back = None;
+                        }
+                        self.handle(control).await?
+                    }
                 },
+                () = &mut grace, if !live_open => {
+                    live_open = true;
+                    if let Some(until) = held_back.take() {
+                        self.catch_up(until).await?;
+                    }
+                }
                 frame = self.live.recv() => match frame {
-                    Ok(frame) => self.deliver(frame).await?,
+                    Ok(frame) if live_open => self.deliver(frame).await?,
+                    Ok(frame) => held_back = Some(frame.seq),
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.state.metrics.ws_slow_consumer_dropped();
                         return self.close(close_code::AGAIN, "too slow: reconnect and resume").await;

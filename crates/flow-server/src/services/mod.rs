@@ -27,7 +27,9 @@ use crate::{
 pub struct Work<'c> {
     tx: Box<dyn TenantTx>,
     caller: &'c Caller,
-    events: Vec<LoggedEvent>,
+    /// Appended at commit: taking sequence numbers last keeps the tenant's log, which
+    /// every event-writing transaction of the tenant passes through, locked the shortest.
+    events: Vec<NewEvent>,
 }
 
 /// What a change records: the audit entry's facts and, usually, an event.
@@ -61,7 +63,7 @@ impl<'c> Work<'c> {
         self.caller
     }
 
-    /// Writes the audit entry and appends the event, inside this transaction.
+    /// Writes the audit entry and queues the event, inside this transaction.
     pub async fn record(&mut self, record: Record) -> ApiResult<()> {
         self.tx
             .insert_audit(&NewAuditEntry {
@@ -76,16 +78,20 @@ impl<'c> Work<'c> {
             })
             .await?;
         if let Some(event) = record.event {
-            let logged = self.tx.append_event(&event).await?;
-            self.events.push(logged);
+            self.events.push(event);
         }
         Ok(())
     }
 
     /// Commits, returning the events this work appended.
-    pub async fn commit(self) -> ApiResult<Vec<LoggedEvent>> {
+    pub async fn commit(mut self) -> ApiResult<Vec<LoggedEvent>> {
+        let logged = if self.events.is_empty() {
+            Vec::new()
+        } else {
+            self.tx.append_events(&self.events).await?
+        };
         self.tx.commit().await?;
-        Ok(self.events)
+        Ok(logged)
     }
 }
 
