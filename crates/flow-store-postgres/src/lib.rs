@@ -22,8 +22,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, Settlement,
-    Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
+    ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, JobSettlement,
+    Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
@@ -38,6 +38,7 @@ use crate::tenant::PgTenant;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_schema.sql"),
     include_str!("../migrations/0002_conversations.sql"),
+    include_str!("../migrations/0003_settle_batch.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
@@ -497,15 +498,7 @@ impl Store for PgStore {
         settlement: &Settlement,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let (state, result, run_at, error) = match settlement {
-            Settlement::Completed { result } => ("completed", Some(result), None, None),
-            Settlement::Retry { error, run_at } => ("ready", None, Some(*run_at), Some(error)),
-            Settlement::Dead { error } => ("dead", None, None, Some(error)),
-        };
-        let error = error
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(internal)?;
+        let (state, result, run_at, error) = settlement_columns(settlement)?;
         self.platform_bool(
             sqlx::query("SELECT flow_settle_job($1, $2, $3, $4, $5, $6, $7)")
                 .bind(id.0)
@@ -517,6 +510,43 @@ impl Store for PgStore {
                 .bind(now),
         )
         .await
+    }
+
+    async fn settle_jobs(&self, settlements: &[JobSettlement]) -> StoreResult<Vec<bool>> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(settlements.len());
+        let mut attempts = Vec::with_capacity(settlements.len());
+        let mut states = Vec::with_capacity(settlements.len());
+        let mut results: Vec<Option<serde_json::Value>> = Vec::with_capacity(settlements.len());
+        let mut run_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(settlements.len());
+        let mut errors: Vec<Option<serde_json::Value>> = Vec::with_capacity(settlements.len());
+        for s in settlements {
+            let (state, result, run_at, error) = settlement_columns(&s.settlement)?;
+            ids.push(s.id.0);
+            attempts.push(s.attempt as i32);
+            states.push(state);
+            results.push(result);
+            run_ats.push(run_at);
+            errors.push(error);
+        }
+        // One `now` for the statement: the latest of the batch.
+        let now = settlements.iter().map(|s| s.now).max().unwrap_or_else(now);
+        let settled: Vec<Uuid> =
+            sqlx::query_scalar("SELECT * FROM flow_settle_jobs($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&states)
+                .bind(&results)
+                .bind(&run_ats)
+                .bind(&errors)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        let settled: std::collections::HashSet<Uuid> = settled.into_iter().collect();
+        Ok(ids.iter().map(|id| settled.contains(id)).collect())
     }
 
     async fn extend_lease(&self, id: JobId, attempt: u32, until: DateTime<Utc>) -> StoreResult<()> {
@@ -568,6 +598,23 @@ impl PgStore {
     pub(crate) fn announce(&self, notice: CommitNotice) {
         let _ = self.notices.send(notice);
     }
+}
+
+/// A settlement as the columns the settle functions take: state, result, next run, error.
+type SettlementColumns = (
+    &'static str,
+    Option<serde_json::Value>,
+    Option<DateTime<Utc>>,
+    Option<serde_json::Value>,
+);
+
+fn settlement_columns(settlement: &Settlement) -> StoreResult<SettlementColumns> {
+    let error = |e| serde_json::to_value(e).map(Some).map_err(internal);
+    Ok(match settlement {
+        Settlement::Completed { result } => ("completed", Some(result.clone()), None, None),
+        Settlement::Retry { error: e, run_at } => ("ready", None, Some(*run_at), error(e)?),
+        Settlement::Dead { error: e } => ("dead", None, None, error(e)?),
+    })
 }
 
 pub(crate) fn now() -> DateTime<Utc> {

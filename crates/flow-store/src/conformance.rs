@@ -258,6 +258,94 @@ pub async fn run(store: &dyn Store) {
     assert!(other.list_conversations(None, 10).await.unwrap().is_empty());
     drop(other);
 
+    // Settling in a batch keeps the per-attempt fencing: a stale attempt settles nothing.
+    let mut tx = store.begin(a.id).await.unwrap();
+    for n in 0..3 {
+        tx.enqueue_job(&crate::NewJob {
+            queue: "conformance".into(),
+            queue_priority: 1,
+            kind: "ping".into(),
+            payload: json!({ "n": n }),
+            priority: 0,
+            run_at: now(),
+            max_attempts: 3,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let claimed = store
+        .claim_jobs(&crate::ClaimRequest {
+            queues: vec!["conformance".into()],
+            now: now(),
+            lease_until: now() + chrono::Duration::seconds(60),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let settle =
+        |job: &crate::Job, attempt: u32, settlement: crate::Settlement| crate::JobSettlement {
+            id: job.id,
+            attempt,
+            settlement,
+            now: now(),
+        };
+    let settled = store
+        .settle_jobs(&[
+            settle(
+                &claimed[0],
+                1,
+                crate::Settlement::Completed {
+                    result: json!({"ok": true}),
+                },
+            ),
+            settle(
+                &claimed[1],
+                7,
+                crate::Settlement::Completed { result: json!({}) },
+            ),
+            settle(
+                &claimed[2],
+                1,
+                crate::Settlement::Dead {
+                    error: crate::AttemptError {
+                        attempt: 1,
+                        at: now(),
+                        message: "boom".into(),
+                    },
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(settled, [true, false, true]);
+    let mut read = store.read(a.id).await.unwrap();
+    let states: Vec<crate::JobState> = [
+        read.get_job(claimed[0].id).await.unwrap(),
+        read.get_job(claimed[1].id).await.unwrap(),
+        read.get_job(claimed[2].id).await.unwrap(),
+    ]
+    .iter()
+    .map(|j| j.state)
+    .collect();
+    assert_eq!(
+        states,
+        [
+            crate::JobState::Completed,
+            crate::JobState::Running,
+            crate::JobState::Dead
+        ]
+    );
+    let dead = read.get_job(claimed[2].id).await.unwrap();
+    assert_eq!(dead.errors.len(), 1);
+    assert_eq!(
+        read.get_job(claimed[0].id).await.unwrap().result,
+        Some(json!({"ok": true}))
+    );
+    drop(read);
+
     // An inactive tenant shows in the key lookup.
     store.set_tenant_active(a.id, false).await.unwrap();
     assert!(

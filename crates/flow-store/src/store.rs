@@ -9,8 +9,8 @@ use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
     ClaimRequest, Contact, ContactFilter, ContactId, Conversation, ConversationId, Deal,
     DealFilter, DealId, Incident, IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId,
-    LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts, Settlement, StoreResult,
-    Tenant, TenantId,
+    LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts, Settlement, StoreError,
+    StoreResult, Tenant, TenantId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -87,6 +87,23 @@ pub trait Store: Send + Sync + 'static {
         settlement: &Settlement,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+
+    /// Settles several attempts at once; for each, whether it still held its job (the
+    /// same fencing as [`Store::settle_job`]). Backends that pay a round trip per
+    /// statement settle them in one.
+    async fn settle_jobs(&self, settlements: &[JobSettlement]) -> StoreResult<Vec<bool>> {
+        let mut settled = Vec::with_capacity(settlements.len());
+        for s in settlements {
+            settled.push(
+                match self.settle_job(s.id, s.attempt, &s.settlement, s.now).await {
+                    Ok(()) => true,
+                    Err(StoreError::NotFound) => false,
+                    Err(other) => return Err(other),
+                },
+            );
+        }
+        Ok(settled)
+    }
 
     /// Extends the lease of attempt `attempt` of a running job (its worker is still at it).
     /// `NotFound` if the attempt lost the job.
@@ -244,6 +261,15 @@ pub trait TenantTx: TenantRead {
 
     /// Makes every write of this transaction durable and visible.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// One attempt's outcome, for [`Store::settle_jobs`].
+#[derive(Clone, Debug)]
+pub struct JobSettlement {
+    pub id: JobId,
+    pub attempt: u32,
+    pub settlement: Settlement,
+    pub now: DateTime<Utc>,
 }
 
 /// Says that a tenant's log grew, carrying the events this commit appended.

@@ -4,12 +4,74 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use flow_store::{AttemptError, ClaimRequest, Job, JobId, Settlement, Store, StoreError};
+use flow_store::{
+    AttemptError, ClaimRequest, Job, JobId, JobSettlement, Settlement, Store, StoreError,
+    StoreResult,
+};
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{backoff, Clock, WorkSignal, QUEUES};
 use crate::metrics::Metrics;
+
+type SettleRequest = (JobSettlement, oneshot::Sender<StoreResult<bool>>);
+
+/// Settles the attempts of all of a process's workers together: each worker still waits
+/// for its own outcome, and one statement carries whatever arrived meanwhile (group
+/// commit for settlements). It stops when the last worker holding it is gone.
+#[derive(Clone)]
+pub struct Settler {
+    sender: mpsc::Sender<SettleRequest>,
+}
+
+/// Most settlements in one statement.
+const SETTLE_BATCH: usize = 256;
+
+impl Settler {
+    /// Starts the settling task over `store`.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<SettleRequest>(1024);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(SETTLE_BATCH);
+            while let Some(first) = receiver.recv().await {
+                batch.push(first);
+                while batch.len() < SETTLE_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let settlements: Vec<JobSettlement> =
+                    batch.iter().map(|(s, _)| s.clone()).collect();
+                match store.settle_jobs(&settlements).await {
+                    Ok(settled) => {
+                        for ((_, reply), ok) in batch.drain(..).zip(settled) {
+                            let _ = reply.send(Ok(ok));
+                        }
+                    }
+                    Err(error) => {
+                        for (_, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    /// Settles one attempt; `false` when it no longer held its job.
+    pub async fn settle(&self, settlement: JobSettlement) -> StoreResult<bool> {
+        let gone = || StoreError::Unavailable("the settling task has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send((settlement, reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
 
 /// Why an attempt failed.
 #[derive(Debug)]
@@ -142,6 +204,9 @@ pub struct Worker {
     metrics: Metrics,
     /// How long a job stays taken without its worker reporting back.
     pub lease: Duration,
+    /// Shares settlement statements with the process's other workers; without one each
+    /// attempt is settled on its own (as the step-by-step tests do).
+    pub settler: Option<Settler>,
 }
 
 impl Worker {
@@ -158,6 +223,7 @@ impl Worker {
             clock,
             metrics,
             lease: Duration::from_secs(60),
+            settler: None,
         }
     }
 
@@ -262,14 +328,29 @@ impl Worker {
                 }
             }
         };
-        match self
-            .store
-            .settle_job(job.id, job.attempts, &settlement, now)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => return Ok(ExecutionOutcome::LeaseLost(job.id)),
-            Err(other) => return Err(other),
+        let settled = match &self.settler {
+            Some(settler) => {
+                settler
+                    .settle(JobSettlement {
+                        id: job.id,
+                        attempt: job.attempts,
+                        settlement,
+                        now,
+                    })
+                    .await
+            }
+            None => match self
+                .store
+                .settle_job(job.id, job.attempts, &settlement, now)
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(StoreError::NotFound) => Ok(false),
+                Err(other) => Err(other),
+            },
+        };
+        if !settled? {
+            return Ok(ExecutionOutcome::LeaseLost(job.id));
         }
         self.metrics
             .job_processed(&job.queue, status, started.elapsed());
