@@ -27,7 +27,10 @@ done
 
 cd "$ROOT"
 log "building (release)"
-cargo build --release -q -p flow-server -p flow-voice --example parse_bench
+# Two commands: with `--example`, cargo builds only the named targets, so the flow binary
+# would not be (re)built and a stale target/release/flow would be measured.
+cargo build --release -q -p flow-server
+cargo build --release -q -p flow-voice --example parse_bench
 FLOW_BIN=${FLOW_BIN:-$ROOT/target/release/flow}
 export -n FLOW_BIN
 

@@ -739,9 +739,18 @@ async fn execute(
             let (from, to) = period_range(period, now)
                 .unwrap_or((now.with_timezone(&Utc), now.with_timezone(&Utc)));
             let new_leads = count_new_leads(store, caller, from, to).await?;
-            let said = reply::summary(lang, period, new_leads, 0);
+            // Meetings only for callers who may read activities; the rest hear about leads.
+            let meetings = if caller.permissions.allows("read", "activities") {
+                Some(count_meetings(store, caller, from, to).await?)
+            } else {
+                None
+            };
+            let said = match meetings {
+                Some(meetings) => reply::summary(lang, period, new_leads, meetings),
+                None => reply::leads_listed(lang, new_leads, Some("NEW"), &[]),
+            };
             Ok((
-                json!({ "period": period, "newLeads": new_leads, "from": from, "to": to }),
+                json!({ "period": period, "newLeads": new_leads, "meetings": meetings, "from": from, "to": to }),
                 said,
             ))
         }
@@ -799,6 +808,43 @@ async fn count_new_leads(
         )
         .await?;
         count += page.data.iter().filter(|lead| lead.created_at < to).count();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(count)
+}
+
+/// Counts meetings (MEETING activities) that start in `[from, to)`, looking at the latest
+/// 1,000 booked.
+async fn count_meetings(
+    store: &dyn Store,
+    caller: &Caller,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<usize> {
+    let mut count = 0;
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = activities::list(
+            store,
+            caller,
+            activities::ListActivities {
+                entity_id: None,
+                activity_type: Some("MEETING".into()),
+                limit: Some(100),
+                cursor: cursor.take(),
+            },
+        )
+        .await?;
+        count += page
+            .data
+            .iter()
+            .filter_map(|a| a.data["start"].as_str())
+            .filter_map(|start| DateTime::parse_from_rfc3339(start).ok())
+            .filter(|start| (from..to).contains(&start.with_timezone(&Utc)))
+            .count();
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,

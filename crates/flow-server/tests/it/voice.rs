@@ -103,6 +103,24 @@ async fn danish_and_english_text_runs_against_the_api_and_answers_in_kind() {
     .await;
     assert_eq!(summary["command"], "get_summary", "{summary}");
     assert_eq!(summary["data"]["newLeads"], 1);
+    // The meeting booked above is tomorrow, not today; one starting now counts.
+    assert_eq!(summary["data"]["meetings"], 0);
+    let now = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap())
+        .to_rfc3339();
+    say(
+        &app,
+        key,
+        json!({"command": "schedule_meeting", "parameters": {"with": "Mette Hansen", "start": now}}),
+    )
+    .await;
+    let summary = say(
+        &app,
+        key,
+        json!({"command": "get_summary", "parameters": {"period": "today"}}),
+    )
+    .await;
+    assert_eq!(summary["data"]["meetings"], 1, "{summary}");
 
     let found = say(&app, key, json!({"text": "search contacts for Novo"})).await;
     assert_eq!(found["command"], "search_contacts", "{found}");
@@ -118,7 +136,7 @@ async fn danish_and_english_text_runs_against_the_api_and_answers_in_kind() {
         .iter()
         .filter(|e| e["event"]["type"] == "VOICE_COMMAND_EXECUTED")
         .collect();
-    assert_eq!(executed.len(), 10);
+    assert_eq!(executed.len(), 12);
     let targets = executed[0]["event"]["target"].as_array().unwrap();
     assert!(targets.contains(&json!("flow-web")) && targets.contains(&json!("voice-agent")));
 }
