@@ -61,16 +61,38 @@ impl Settler {
         Self { sender }
     }
 
-    /// Settles one attempt; `false` when it no longer held its job.
-    pub async fn settle(&self, settlement: JobSettlement) -> StoreResult<bool> {
-        let gone = || StoreError::Unavailable("the settling task has stopped".into());
+    /// Hands over one attempt's outcome; the answer says whether it still held its job.
+    pub async fn submit(
+        &self,
+        settlement: JobSettlement,
+    ) -> StoreResult<oneshot::Receiver<StoreResult<bool>>> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send((settlement, reply))
             .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+            .map_err(|_| settler_gone())?;
+        Ok(answer)
     }
+}
+
+fn settler_gone() -> StoreError {
+    StoreError::Unavailable("the settling task has stopped".into())
+}
+
+/// A finished attempt whose outcome is on its way to the database.
+struct Settling {
+    answer: oneshot::Receiver<StoreResult<bool>>,
+    job_id: JobId,
+    queue: String,
+    status: &'static str,
+    started: std::time::Instant,
+    outcome: ExecutionOutcome,
+}
+
+/// Where an attempt stands once its processor returned.
+enum Step {
+    Done(ExecutionOutcome),
+    Settling(Settling),
 }
 
 /// Why an attempt failed.
@@ -249,20 +271,37 @@ impl Worker {
                 limit,
             })
             .await?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut steps = Vec::with_capacity(jobs.len());
         let mut held: Vec<(JobId, u32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
         for job in jobs {
-            outcomes.push(self.execute(job, &held).await?);
+            // The next job starts while this one's outcome is being written; the settler
+            // writes it together with other workers' outcomes.
+            steps.push(self.execute(job, &held).await?);
             held.remove(0);
+        }
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for step in steps {
+            outcomes.push(self.finish(step).await?);
         }
         Ok(outcomes)
     }
 
-    async fn execute(
-        &self,
-        job: Job,
-        held: &[(JobId, u32)],
-    ) -> Result<ExecutionOutcome, StoreError> {
+    /// Waits for an attempt's outcome to be written.
+    async fn finish(&self, step: Step) -> Result<ExecutionOutcome, StoreError> {
+        let settling = match step {
+            Step::Done(outcome) => return Ok(outcome),
+            Step::Settling(settling) => settling,
+        };
+        let settled = settling.answer.await.map_err(|_| settler_gone())??;
+        if !settled {
+            return Ok(ExecutionOutcome::LeaseLost(settling.job_id));
+        }
+        self.metrics
+            .job_processed(&settling.queue, settling.status, settling.started.elapsed());
+        Ok(settling.outcome)
+    }
+
+    async fn execute(&self, job: Job, held: &[(JobId, u32)]) -> Result<Step, StoreError> {
         let started = std::time::Instant::now();
         let running = self.metrics.job_running(&job.queue);
         let result = match self.processors.get(&job) {
@@ -328,33 +367,38 @@ impl Worker {
                 }
             }
         };
-        let settled = match &self.settler {
-            Some(settler) => {
-                settler
-                    .settle(JobSettlement {
-                        id: job.id,
-                        attempt: job.attempts,
-                        settlement,
-                        now,
-                    })
-                    .await
+        if let Some(settler) = &self.settler {
+            let answer = settler
+                .submit(JobSettlement {
+                    id: job.id,
+                    attempt: job.attempts,
+                    settlement,
+                    now,
+                })
+                .await?;
+            return Ok(Step::Settling(Settling {
+                answer,
+                job_id: job.id,
+                queue: job.queue,
+                status,
+                started,
+                outcome,
+            }));
+        }
+        match self
+            .store
+            .settle_job(job.id, job.attempts, &settlement, now)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => {
+                return Ok(Step::Done(ExecutionOutcome::LeaseLost(job.id)))
             }
-            None => match self
-                .store
-                .settle_job(job.id, job.attempts, &settlement, now)
-                .await
-            {
-                Ok(()) => Ok(true),
-                Err(StoreError::NotFound) => Ok(false),
-                Err(other) => Err(other),
-            },
-        };
-        if !settled? {
-            return Ok(ExecutionOutcome::LeaseLost(job.id));
+            Err(other) => return Err(other),
         }
         self.metrics
             .job_processed(&job.queue, status, started.elapsed());
-        Ok(outcome)
+        Ok(Step::Done(outcome))
     }
 
     /// Runs until `shutdown`: takes work when signalled or every `poll` otherwise. A job
