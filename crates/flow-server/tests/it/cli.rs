@@ -429,9 +429,11 @@ async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(finished["state"], "completed", "{finished}");
-    assert_eq!(
-        finished["attempts"], 2,
-        "taken again after the dead worker's lease ran out"
+    // At least once more: on a loaded machine a heartbeat can come too late and another
+    // worker take the job over again; the rows below must still be imported exactly once.
+    assert!(
+        finished["attempts"].as_u64().unwrap() >= 2,
+        "taken again after the dead worker's lease ran out: {finished}"
     );
     let result = &finished["result"];
     assert_eq!(
