@@ -74,20 +74,22 @@ impl PgTenant {
     }
 
     async fn one<T>(&mut self, table: &str, id: Uuid, map: Map<T>) -> StoreResult<T> {
-        let sql = format!("SELECT * FROM {table} WHERE tenant_id = $1 AND id = $2");
-        let tenant = self.tenant.0;
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(id)
-            .fetch_one(self.conn())
-            .await
-            .map_err(map_err)?;
-        map(&row)
+        self.fetch_row(table, id, "", map).await
     }
 
     /// Locks the row for the rest of the transaction (read-modify-write).
     async fn lock<T>(&mut self, table: &str, id: Uuid, map: Map<T>) -> StoreResult<T> {
-        let sql = format!("SELECT * FROM {table} WHERE tenant_id = $1 AND id = $2 FOR UPDATE");
+        self.fetch_row(table, id, " FOR UPDATE", map).await
+    }
+
+    async fn fetch_row<T>(
+        &mut self,
+        table: &str,
+        id: Uuid,
+        locking: &str,
+        map: Map<T>,
+    ) -> StoreResult<T> {
+        let sql = format!("SELECT * FROM {table} WHERE tenant_id = $1 AND id = $2{locking}");
         let tenant = self.tenant.0;
         let row = sqlx::query(&sql)
             .bind(tenant)
