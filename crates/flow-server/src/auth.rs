@@ -8,12 +8,19 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use flow_store::{Actor, ApiKeyId, TenantId};
+use flow_store::{Actor, ApiKeyId, Role, TenantId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{error::ApiError, ratelimit::RateDecision, state::AppState};
+use uuid::Uuid;
+
+use crate::{
+    error::ApiError,
+    jwt::{self, Subject},
+    ratelimit::RateDecision,
+    state::AppState,
+};
 
 /// The app name assumed when a request carries no `x-source-app`.
 pub const DEFAULT_SOURCE_APP: &str = "api";
@@ -67,6 +74,17 @@ impl Permissions {
         })
     }
 
+    /// Whether every request `grant` allows is also allowed by these grants (for
+    /// handing on a subset of one's permissions).
+    pub fn covers(&self, grant: &str) -> bool {
+        match grant.split_once(':') {
+            _ if self.0.iter().any(|g| g == "*") => true,
+            Some((operation, "*")) => self.0.iter().any(|g| *g == format!("{operation}:*")),
+            Some((operation, resource)) => self.allows(operation, resource),
+            None => false,
+        }
+    }
+
     /// The grants, as stored.
     pub fn as_slice(&self) -> &[String] {
         &self.0
@@ -106,7 +124,7 @@ impl Caller {
         } else {
             Err(ApiError::forbidden(
                 "permission_denied",
-                format!("this key lacks the permission {operation}:{resource}"),
+                format!("the caller lacks the permission {operation}:{resource}"),
             ))
         }
     }
@@ -151,7 +169,9 @@ pub async fn authenticate(
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
-    let decision = state.rate_limiter.check(caller.key_id, caller.rate_limit);
+    let decision = state
+        .rate_limiter
+        .check(caller.rate_subject, caller.rate_limit);
     if !decision.allowed {
         let mut response = ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -169,10 +189,10 @@ pub async fn authenticate(
         );
         return response;
     }
-    if state.key_usage.is_due(caller.key_id) {
+    if let Some(key_id) = caller.key_id.filter(|key| state.key_usage.is_due(*key)) {
         // Last use feeds compliance reports ("keys unused for 90 days"); recording it
         // at most every few minutes keeps it off the request path's write budget.
-        let (store, key_id) = (state.store.clone(), caller.key_id);
+        let store = state.store.clone();
         tokio::spawn(async move {
             if let Err(error) = store.touch_api_key(key_id, chrono::Utc::now()).await {
                 tracing::warn!(%error, "could not record API key use");
@@ -183,6 +203,32 @@ pub async fn authenticate(
     let mut response = next.run(request).await;
     set_rate_headers(response.headers_mut(), &decision);
     response
+}
+
+/// The client's address: the peer, or with `trust_forwarded_for` the first address of
+/// `X-Forwarded-For` (set by the reverse proxy).
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let forwarded = state
+            .config
+            .trust_forwarded_for
+            .then(|| parts.headers.get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse().ok());
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(forwarded.or(peer).unwrap_or(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::UNSPECIFIED,
+        ))))
+    }
 }
 
 /// Remembers when this process last recorded each key's use.
@@ -214,18 +260,25 @@ fn set_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
     headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
 }
 
-/// A caller plus the key and rate limit that apply to it.
+/// A caller plus the rate limit that applies to it.
 pub struct ResolvedCaller {
     pub caller: Caller,
-    pub key_id: ApiKeyId,
+    /// The bucket the rate limit draws from: the API key, or the signed-in user.
+    pub rate_subject: Uuid,
     pub rate_limit: u32,
+    /// The API key presented directly, whose use is recorded.
+    pub key_id: Option<ApiKeyId>,
 }
 
-/// Resolves the `x-tenant-key`, `x-source-app` and `x-tenant-id` headers into a caller.
+/// Resolves the credentials (`x-tenant-key`, or `Authorization: Bearer` with a user's or
+/// an app's token), `x-source-app` and `x-tenant-id` headers into a caller.
 pub async fn resolve_caller(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<ResolvedCaller, ApiError> {
+    if let Some(token) = bearer_token(headers)? {
+        return resolve_bearer(state, headers, token).await;
+    }
     let secret = headers
         .get("x-tenant-key")
         .ok_or_else(|| {
@@ -254,49 +307,13 @@ pub async fn resolve_caller(
             "tenant is not active",
         ));
     }
-    let source_app = match headers.get("x-source-app") {
-        None => DEFAULT_SOURCE_APP.to_owned(),
-        Some(value) => {
-            let app = value.to_str().unwrap_or_default();
-            if !valid_app_name(app) {
-                return Err(ApiError::bad_request(
-                    "invalid_source_app",
-                    "x-source-app must be 1-64 characters of a-z, 0-9 and -",
-                ));
-            }
-            app.to_owned()
-        }
-    };
-    let apps = &found.key.allowed_apps;
-    if !apps
-        .iter()
-        .any(|allowed| allowed == "*" || *allowed == source_app)
-    {
-        return Err(ApiError::forbidden(
-            "app_not_allowed",
-            format!("this key may not be used by the app '{source_app}'"),
-        ));
-    }
-    if let Some(claimed) = headers.get("x-tenant-id") {
-        let matches = claimed
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<TenantId>().ok())
-            .is_some_and(|id| id == found.key.tenant_id);
-        if !matches {
-            return Err(ApiError::forbidden(
-                "tenant_mismatch",
-                "x-tenant-id does not match the API key's tenant",
-            ));
-        }
-    }
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let source_app = source_app(headers)?.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned());
+    require_app_allowed(&found.key.allowed_apps, &source_app)?;
+    check_claimed_tenant(headers, found.key.tenant_id)?;
     Ok(ResolvedCaller {
         rate_limit: found.key.rate_limit_per_minute,
-        key_id: found.key.id,
+        rate_subject: found.key.id.0,
+        key_id: Some(found.key.id),
         caller: Caller {
             tenant_id: found.key.tenant_id,
             actor: Actor {
@@ -305,9 +322,160 @@ pub async fn resolve_caller(
             },
             permissions: Permissions::new(found.key.permissions),
             source_app,
-            request_id,
+            request_id: request_id(headers),
         },
     })
+}
+
+/// The token of an `Authorization: Bearer` header, if one was sent.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|token| Some(token.trim()))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_authorization",
+                "Authorization must be 'Bearer <token>'",
+            )
+        })
+}
+
+/// A user's access token or an app's cross-app token.
+async fn resolve_bearer(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<ResolvedCaller, ApiError> {
+    let claims = jwt::verify(&state.secret, token).ok_or_else(|| {
+        ApiError::unauthorized("invalid_token", "token is not valid or has expired")
+    })?;
+    check_claimed_tenant(headers, claims.tenant_id)?;
+    let sent_app = source_app(headers)?;
+    let rate_subject = match &claims.subject {
+        Subject::User { sub, .. } => sub.0,
+        Subject::App { key, .. } => key.0,
+    };
+    let (actor, source_app, rate_limit) = match claims.subject {
+        Subject::User { sub, .. } => (
+            Actor {
+                kind: "user".into(),
+                id: sub.to_string(),
+            },
+            sent_app.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned()),
+            state.config.default_rate_limit_per_minute,
+        ),
+        Subject::App { key, app } => {
+            // The key is checked on every use so revoking it ends its tokens at once.
+            let found = state
+                .store
+                .find_api_key_by_id(key)
+                .await?
+                .filter(|found| found.key.active && found.tenant_active)
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "invalid_token",
+                        "the API key behind this token was revoked",
+                    )
+                })?;
+            if sent_app.as_ref().is_some_and(|sent| *sent != app) {
+                return Err(ApiError::forbidden(
+                    "app_not_allowed",
+                    format!("this token was issued to the app '{app}'"),
+                ));
+            }
+            let actor = Actor {
+                kind: "app_token".into(),
+                id: key.to_string(),
+            };
+            (actor, app, found.key.rate_limit_per_minute)
+        }
+    };
+    Ok(ResolvedCaller {
+        caller: Caller {
+            tenant_id: claims.tenant_id,
+            actor,
+            permissions: Permissions::new(claims.permissions),
+            source_app,
+            request_id: request_id(headers),
+        },
+        rate_subject,
+        rate_limit,
+        key_id: None,
+    })
+}
+
+/// `x-source-app`, validated; `None` when absent.
+fn source_app(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("x-source-app") else {
+        return Ok(None);
+    };
+    let app = value.to_str().unwrap_or_default();
+    if !valid_app_name(app) {
+        return Err(ApiError::bad_request(
+            "invalid_source_app",
+            "x-source-app must be 1-64 characters of a-z, 0-9 and -",
+        ));
+    }
+    Ok(Some(app.to_owned()))
+}
+
+/// 403 unless `app` is among a key's allowed apps (`*` allows any).
+pub fn require_app_allowed(allowed_apps: &[String], app: &str) -> Result<(), ApiError> {
+    if allowed_apps
+        .iter()
+        .any(|allowed| allowed == "*" || allowed == app)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "app_not_allowed",
+            format!("this key may not be used by the app '{app}'"),
+        ))
+    }
+}
+
+/// An `x-tenant-id` header, when sent, must name the credential's tenant.
+fn check_claimed_tenant(headers: &HeaderMap, tenant: TenantId) -> Result<(), ApiError> {
+    if let Some(claimed) = headers.get("x-tenant-id") {
+        let matches = claimed
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<TenantId>().ok())
+            .is_some_and(|id| id == tenant);
+        if !matches {
+            return Err(ApiError::forbidden(
+                "tenant_mismatch",
+                "x-tenant-id does not match the credential's tenant",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The permissions a role grants, as the same strings API keys carry, so one check
+/// serves both. Only admins hold `admin:*` (users, keys, queues, backups).
+pub fn role_permissions(role: Role) -> Vec<String> {
+    let grants: &[&str] = match role {
+        Role::Admin => &["*"],
+        Role::User => &["read:*", "write:*", "execute:*"],
+        Role::Viewer => &["read:*"],
+    };
+    grants.iter().map(|g| (*g).to_owned()).collect()
 }
 
 /// App names are short lowercase slugs such as `flow-web` or `voice-agent`.
@@ -332,6 +500,14 @@ mod tests {
         assert!(Permissions::new(vec!["*".into()]).allows("execute", "voice"));
         assert!(!Permissions::new(vec![]).allows("read", "leads"));
         assert!(!Permissions::new(vec!["read:leadsx".into()]).allows("read", "leads"));
+    }
+
+    #[test]
+    fn a_subset_is_covered_and_nothing_wider() {
+        let p = Permissions::new(vec!["read:*".into(), "write:leads".into()]);
+        assert!(p.covers("read:*") && p.covers("read:contacts") && p.covers("write:leads"));
+        assert!(!p.covers("write:*") && !p.covers("write:contacts") && !p.covers("*"));
+        assert!(Permissions::new(vec!["*".into()]).covers("*"));
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct Config {
     pub db_statement_timeout_ms: u64,
     pub db_app_role: String,
     pub secret_key: Option<String>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_window_secs: u64,
+    pub trust_forwarded_for: bool,
     pub ws_buffer_events: usize,
     pub ws_heartbeat_secs: u64,
     pub ws_idle_timeout_secs: u64,
@@ -85,6 +91,12 @@ const SETTINGS: &[&str] = &[
     "db_statement_timeout_ms",
     "db_app_role",
     "secret_key",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_days",
+    "login_failures_per_account",
+    "login_failures_per_address",
+    "login_window_secs",
+    "trust_forwarded_for",
     "ws_buffer_events",
     "ws_heartbeat_secs",
     "ws_idle_timeout_secs",
@@ -179,6 +191,18 @@ impl Config {
                     redact(url)
                 );
             }
+        }
+        if !(60..=86_400).contains(&self.access_token_ttl_secs) {
+            bail!("access_token_ttl_secs must be 60-86400");
+        }
+        if self.refresh_token_ttl_days == 0 || self.refresh_token_ttl_days > 365 {
+            bail!("refresh_token_ttl_days must be 1-365");
+        }
+        if self.login_failures_per_account == 0
+            || self.login_failures_per_address == 0
+            || self.login_window_secs == 0
+        {
+            bail!("login_failures_per_account, login_failures_per_address and login_window_secs must be positive");
         }
         if self.ws_buffer_events < 16 {
             bail!("ws_buffer_events must be at least 16");

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (429, 503).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The JSON shape of every error response.
@@ -47,7 +49,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The same error, telling the client when to try again.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     /// 400 with a code naming what was wrong.
@@ -119,6 +128,9 @@ impl From<StoreError> for ApiError {
             StoreError::Constraint(Constraint::TenantSlugUnique) => {
                 Self::conflict("tenant_exists", "a tenant with this slug already exists")
             }
+            StoreError::Constraint(Constraint::UserEmailUnique) => {
+                Self::conflict("user_exists", "an account with this email already exists")
+            }
             StoreError::Constraint(Constraint::ApiKeyUnique) => {
                 Self::conflict("api_key_exists", "this API key already exists")
             }
@@ -148,6 +160,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is written by `render_errors`, which knows the request id.
         let mut response = self.status.into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(self);
         response
     }

@@ -7,6 +7,8 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod gateway;
+pub mod jwt;
+pub mod login_guard;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
@@ -15,6 +17,7 @@ pub mod speech;
 pub mod state;
 pub mod telemetry;
 pub mod validate;
+pub mod web;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -106,6 +109,8 @@ impl Server {
         let pruner = tokio::spawn(upkeep(state.clone()));
         let workers = spawn_workers(&state);
         let app = api::router(self.state);
+        // The peer address feeds the login guard's per-address counters.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
             .await

@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use flow_server::{
     config::{Config, LogFormat, Overrides},
     open_store,
-    services::tenants::{self, KeySpec},
+    services::{
+        tenants::{self, KeySpec},
+        users,
+    },
     shutdown_signal, telemetry, Server,
 };
 use flow_store::Store;
@@ -48,6 +51,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Load a backup (from POST /admin/backups) into an empty tenant.
     Restore {
         /// Tenant slug or id; it must have no data yet.
@@ -127,6 +133,27 @@ enum KeyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (or add an existing one) as a member of a tenant.
+    Create {
+        /// Tenant slug or id.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Admin")]
+        name: String,
+        /// admin, user or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// At least 10 characters [default: generated and printed]. Prefer
+        /// FLOW_USER_PASSWORD: a command line is visible to other users of the machine.
+        #[arg(long, env = "FLOW_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -154,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Tenant(command) => tenant(config, command).await,
         Command::Key(command) => key(config, command).await,
+        Command::User(command) => user(config, command).await,
         Command::Restore { tenant, file } => {
             let store = open_store(&config).await?;
             let target = tenants::find_tenant(&*store, &tenant)
@@ -181,9 +209,14 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     tracing::info!(?config, "starting flow");
     let store = open_store(&config).await?;
     let demo_keys = if demo {
-        tenants::ensure_demo(&*store, config.default_rate_limit_per_minute)
+        let keys = tenants::ensure_demo(&*store, config.default_rate_limit_per_minute)
             .await
-            .map_err(|e| anyhow::anyhow!("creating demo tenants: {}", e.message))?
+            .map_err(|e| anyhow::anyhow!("creating demo tenants: {}", e.message))?;
+        let demo_tenants: Vec<_> = keys.iter().map(|(tenant, _)| tenant.clone()).collect();
+        tenants::ensure_demo_user(&*store, &demo_tenants)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the demo user: {}", e.message))?;
+        keys
     } else {
         Vec::new()
     };
@@ -199,6 +232,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         );
     }
     if let Some((_, key)) = demo_keys.first() {
+        let (email, password) = tenants::DEMO_USER;
+        println!("  Dashboard: {url}/  (sign in as {email} / {password})");
         println!("  Try:       curl -H 'x-tenant-key: {key}' {url}/leads");
     }
     let trigger = shutdown.clone();
@@ -252,6 +287,62 @@ async fn set_tenant_active(
     store.set_tenant_active(tenant.id, active).await?;
     let state = if active { "active" } else { "inactive" };
     println!("{} is now {state}", tenant.slug);
+    Ok(())
+}
+
+async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let UserCommand::Create {
+        tenant,
+        email,
+        name,
+        role,
+        password,
+    } = command;
+    let tenant = tenants::find_tenant(&*store, &tenant)
+        .await
+        .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {}", e.message))?;
+    let role: flow_store::Role = role.parse().map_err(anyhow::Error::msg)?;
+    let generated = password.is_none();
+    let password = password.unwrap_or_else(|| {
+        use rand::RngCore;
+        let mut bytes = [0u8; 12];
+        rand::rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    });
+    let user = match store.find_user_credentials(&email).await? {
+        Some(existing) => {
+            let mut tx = store.begin(tenant.id).await?;
+            tx.upsert_member(existing.user.id, role).await?;
+            tx.commit().await?;
+            println!(
+                "{} was already a user; now {} of {}",
+                existing.user.email,
+                role.as_str(),
+                tenant.slug
+            );
+            existing.user
+        }
+        None => {
+            let user = users::create_account(&*store, tenant.id, &email, &name, &password, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!(
+                "user:     {} ({}), {} of {}",
+                user.email,
+                user.id,
+                role.as_str(),
+                tenant.slug
+            );
+            if generated {
+                println!("password: {password}");
+                println!("Store the password now: it is not shown again.");
+            }
+            user
+        }
+    };
+    tracing::debug!(user = %user.id, "user ready");
+    store.close().await;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Per-key token buckets kept in this process.
+//! Per-credential token buckets (an API key's, a user's) kept in this process.
 
 use std::{
     collections::HashMap,
@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flow_store::ApiKeyId;
+use uuid::Uuid;
 
 /// The outcome of taking one token, with what the `RateLimit-*` headers report.
 #[derive(Clone, Copy, Debug)]
@@ -23,19 +23,19 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Token buckets, one per API key: capacity = the key's per-minute limit, refilled evenly.
+/// Token buckets, one per API key or user: capacity = the per-minute limit, refilled evenly.
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<ApiKeyId, Bucket>>,
+    buckets: Mutex<HashMap<Uuid, Bucket>>,
 }
 
 impl RateLimiter {
     /// Takes one token from `key`'s bucket if there is one.
-    pub fn check(&self, key: ApiKeyId, per_minute: u32) -> RateDecision {
+    pub fn check(&self, key: Uuid, per_minute: u32) -> RateDecision {
         self.check_at(key, per_minute, Instant::now())
     }
 
-    fn check_at(&self, key: ApiKeyId, per_minute: u32, now: Instant) -> RateDecision {
+    fn check_at(&self, key: Uuid, per_minute: u32, now: Instant) -> RateDecision {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn refuses_after_capacity_and_refills_over_time() {
         let limiter = RateLimiter::default();
-        let key = ApiKeyId::new();
+        let key = Uuid::now_v7();
         let start = Instant::now();
         for i in 0..3 {
             let d = limiter.check_at(key, 3, start);
@@ -97,7 +97,7 @@ mod tests {
     fn keys_have_separate_buckets() {
         let limiter = RateLimiter::default();
         let now = Instant::now();
-        let (a, b) = (ApiKeyId::new(), ApiKeyId::new());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         assert!(limiter.check_at(a, 1, now).allowed);
         assert!(!limiter.check_at(a, 1, now).allowed);
         assert!(limiter.check_at(b, 1, now).allowed);

@@ -6,8 +6,8 @@ use flow_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::KeyUsage, config::Config, gateway::hub::Hub, metrics::Metrics, queue::WorkSignal,
-    ratelimit::RateLimiter, speech::SpeechServices,
+    auth::KeyUsage, config::Config, gateway::hub::Hub, login_guard::LoginGuard, metrics::Metrics,
+    queue::WorkSignal, ratelimit::RateLimiter, speech::SpeechServices,
 };
 
 /// Shared server state; cheap to clone.
@@ -18,6 +18,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub rate_limiter: Arc<RateLimiter>,
     pub key_usage: Arc<KeyUsage>,
+    /// Slows password guessing on `POST /auth/login`.
+    pub login_guard: Arc<LoginGuard>,
     pub hub: Hub,
     /// Wakes idle queue workers when jobs are enqueued.
     pub work_signal: WorkSignal,
@@ -52,6 +54,11 @@ impl AppState {
             .voice_llm_fallback
             .then(|| crate::queue::chat::LlmClient::from_config(&config))
             .flatten();
+        let login_guard = Arc::new(LoginGuard::new(
+            config.login_failures_per_account,
+            config.login_failures_per_address,
+            std::time::Duration::from_secs(config.login_window_secs),
+        ));
         Ok(Self {
             speech,
             voice_llm,
@@ -60,6 +67,7 @@ impl AppState {
             metrics,
             rate_limiter: Arc::new(RateLimiter::default()),
             key_usage: Arc::new(KeyUsage::default()),
+            login_guard,
             hub,
             work_signal: WorkSignal::default(),
             secret: secret.into(),

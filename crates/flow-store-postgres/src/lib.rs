@@ -25,6 +25,9 @@ use flow_store::{
     ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, JobSettlement,
     Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
+use flow_store::{
+    Membership, NewRefreshToken, NewUser, RefreshTokenUse, User, UserCredentials, UserId,
+};
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
     ConnectOptions, Executor, PgPool, Row,
@@ -39,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_schema.sql"),
     include_str!("../migrations/0002_conversations.sql"),
     include_str!("../migrations/0003_settle_batch.sql"),
+    include_str!("../migrations/0004_users.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
@@ -443,6 +447,122 @@ impl Store for PgStore {
             .map_err(map_err)
     }
 
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
+        let created = User {
+            id: UserId::new(),
+            email: user.email.to_lowercase(),
+            name: user.name.clone(),
+            active: true,
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, active, created_at)
+             VALUES ($1, $2, $3, $4, true, $5)",
+        )
+        .bind(created.id.0)
+        .bind(&created.email)
+        .bind(&created.name)
+        .bind(&user.password_hash)
+        .bind(created.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn find_user_credentials(&self, email: &str) -> StoreResult<Option<UserCredentials>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(email.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|row| rows::user_credentials(&row)).transpose()
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows::user(&row)
+    }
+
+    async fn user_memberships(&self, id: UserId) -> StoreResult<Vec<Membership>> {
+        let rows = sqlx::query("SELECT * FROM flow_user_memberships($1)")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(rows::membership).collect()
+    }
+
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.token_hash[..])
+        .bind(token.family_id)
+        .bind(token.user_id.0)
+        .bind(now())
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(map_err)
+    }
+
+    async fn use_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> StoreResult<RefreshTokenUse> {
+        // The row lock taken by the UPDATE makes a concurrent second use wait and then
+        // find used_at set: exactly one use is Fresh.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2
+             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+             RETURNING *",
+        )
+        .bind(&token_hash[..])
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if let Some(row) = spent {
+            return rows::refresh_token(&row).map(RefreshTokenUse::Fresh);
+        }
+        let previously_spent = sqlx::query(
+            "SELECT * FROM refresh_tokens
+             WHERE token_hash = $1 AND used_at IS NOT NULL AND revoked_at IS NULL",
+        )
+        .bind(&token_hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match previously_spent {
+            Some(row) => rows::refresh_token(&row).map(RefreshTokenUse::Reused),
+            None => Ok(RefreshTokenUse::Invalid),
+        }
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(map_err)
+    }
+
     async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>> {
         Ok(Box::new(PgTenant::begin(self, tenant, true).await?))
     }
@@ -637,6 +757,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                     Some("contacts_tenant_email") => Constraint::ContactEmailUnique,
                     Some("tenants_slug_key") => Constraint::TenantSlugUnique,
                     Some("api_keys_key_hash_key") => Constraint::ApiKeyUnique,
+                    Some("users_email_key") => Constraint::UserEmailUnique,
                     _ => Constraint::Other("unique"),
                 }),
                 "23503" => StoreError::Constraint(Constraint::ForeignKey),

@@ -5,6 +5,7 @@ use flow_store::{
     DailyRollup, Deal, DealStatus, EntityType, EventPriority, EventType, Incident, Job, JobState,
     Lead, LeadStatus, LoggedEvent, QueueCounts, Severity, StoreError, StoreResult, Tenant,
 };
+use flow_store::{Member, Membership, RefreshToken, User, UserCredentials};
 use serde_json::Value;
 use sqlx::{postgres::PgRow, Row};
 use uuid::Uuid;
@@ -256,5 +257,49 @@ pub fn conversation(row: &PgRow) -> StoreResult<Conversation> {
         transcript: get(row, "transcript")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+    })
+}
+
+pub fn user(row: &PgRow) -> StoreResult<User> {
+    Ok(User {
+        id: id(row, "id")?,
+        email: get(row, "email")?,
+        name: get(row, "name")?,
+        active: get(row, "active")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub fn user_credentials(row: &PgRow) -> StoreResult<UserCredentials> {
+    Ok(UserCredentials {
+        user: user(row)?,
+        password_hash: get(row, "password_hash")?,
+    })
+}
+
+/// A tenant row with the member's `role`.
+pub fn membership(row: &PgRow) -> StoreResult<Membership> {
+    Ok(Membership {
+        tenant: tenant(row)?,
+        role: parsed(row, "role", |raw| raw.parse().ok())?,
+    })
+}
+
+/// A user row with the membership's `role` and `joined_at`.
+pub fn member(row: &PgRow) -> StoreResult<Member> {
+    Ok(Member {
+        id: id(row, "id")?,
+        email: get(row, "email")?,
+        name: get(row, "name")?,
+        role: parsed(row, "role", |raw| raw.parse().ok())?,
+        created_at: get(row, "joined_at")?,
+    })
+}
+
+pub fn refresh_token(row: &PgRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        family_id: get(row, "family_id")?,
+        user_id: id(row, "user_id")?,
+        expires_at: get(row, "expires_at")?,
     })
 }

@@ -12,10 +12,15 @@ use flow_store::{
     LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts,
     StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
+use flow_store::{Member, Role, UserId};
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::{internal, map_err, now, rows, PgStore, EVENTS_CHANNEL, JOBS_CHANNEL};
+
+/// A tenant's members: memberships (under RLS) joined with the platform's users.
+const MEMBER_SELECT: &str = "SELECT u.id, u.email, u.name, m.role, m.created_at AS joined_at
+     FROM memberships m JOIN users u ON u.id = m.user_id";
 
 type Map<T> = fn(&PgRow) -> StoreResult<T>;
 
@@ -334,6 +339,27 @@ impl TenantRead for PgTenant {
         let mut query = self.select("api_keys");
         query.push(" ORDER BY id");
         self.all(query, rows::api_key).await
+    }
+
+    async fn list_members(&mut self) -> StoreResult<Vec<Member>> {
+        let mut query = QueryBuilder::new(format!("{MEMBER_SELECT} WHERE m.tenant_id = "));
+        query
+            .push_bind(self.tenant.0)
+            .push(" ORDER BY m.created_at, u.id");
+        self.all(query, rows::member).await
+    }
+
+    async fn get_member(&mut self, user: UserId) -> StoreResult<Member> {
+        let tenant = self.tenant.0;
+        let row = sqlx::query(&format!(
+            "{MEMBER_SELECT} WHERE m.tenant_id = $1 AND m.user_id = $2"
+        ))
+        .bind(tenant)
+        .bind(user.0)
+        .fetch_one(self.conn())
+        .await
+        .map_err(map_err)?;
+        rows::member(&row)
     }
 
     async fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
@@ -832,6 +858,32 @@ impl TenantTx for PgTenant {
         )
         .await
         .map(drop)
+    }
+
+    async fn upsert_member(&mut self, user: UserId, role: Role) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        self.execute(
+            sqlx::query(
+                "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
+            )
+            .bind(tenant)
+            .bind(user.0)
+            .bind(role.as_str())
+            .bind(now()),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete_member(&mut self, user: UserId) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        self.execute_one(
+            sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant)
+                .bind(user.0),
+        )
+        .await
     }
 
     async fn save_rollup(&mut self, rollup: &DailyRollup) -> StoreResult<()> {

@@ -17,6 +17,9 @@ use flow_store::{
     ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, Settlement,
     Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
+use flow_store::{
+    Membership, NewRefreshToken, NewUser, RefreshTokenUse, User, UserCredentials, UserId,
+};
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::broadcast;
 
@@ -27,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_jobs.sql"),
     include_str!("../migrations/0003_conversations.sql"),
+    include_str!("../migrations/0004_users.sql"),
 ];
 
 /// Tuning for [`SqliteStore::open`].
@@ -170,6 +174,140 @@ impl Store for SqliteStore {
         writer
             .prepare_cached("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2")
             .and_then(|mut s| s.execute(params![micros(at), id.0]))
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
+        let created = User {
+            id: UserId::new(),
+            email: user.email.to_lowercase(),
+            name: user.name.clone(),
+            active: true,
+            created_at: now(),
+        };
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached(
+                "INSERT INTO users (id, email, name, password_hash, active, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    created.id.0,
+                    created.email,
+                    created.name,
+                    user.password_hash,
+                    micros(created.created_at)
+                ])
+            })
+            .map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn find_user_credentials(&self, email: &str) -> StoreResult<Option<UserCredentials>> {
+        let reader = self.pool.reader().await?;
+        reader
+            .prepare_cached("SELECT * FROM users WHERE email = ?1")
+            .and_then(|mut s| {
+                s.query_row([email.to_lowercase()], |row| {
+                    Ok(UserCredentials {
+                        user: rows::user(row)?,
+                        password_hash: row.get("password_hash")?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(map_err)
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        let reader = self.pool.reader().await?;
+        reader
+            .prepare_cached("SELECT * FROM users WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.0], rows::user))
+            .map_err(map_err)
+    }
+
+    async fn user_memberships(&self, id: UserId) -> StoreResult<Vec<Membership>> {
+        let reader = self.pool.reader().await?;
+        let mut statement = reader
+            .prepare_cached(
+                "SELECT t.*, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+                 WHERE m.user_id = ?1 ORDER BY m.created_at, t.id",
+            )
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map([id.0], rows::membership)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached(
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    &token.token_hash[..],
+                    token.family_id,
+                    token.user_id.0,
+                    micros(now()),
+                    micros(token.expires_at)
+                ])
+            })
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn use_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> StoreResult<RefreshTokenUse> {
+        // One writer at a time: the UPDATE decides which of two concurrent uses wins.
+        let writer = self.pool.writer_autocommit().await?;
+        let spent = writer
+            .prepare_cached(
+                "UPDATE refresh_tokens SET used_at = ?2
+                 WHERE token_hash = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2
+                 RETURNING *",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![&token_hash[..], micros(at)], rows::refresh_token)
+                    .optional()
+            })
+            .map_err(map_err)?;
+        if let Some(token) = spent {
+            return Ok(RefreshTokenUse::Fresh(token));
+        }
+        let previously_spent = writer
+            .prepare_cached(
+                "SELECT * FROM refresh_tokens
+                 WHERE token_hash = ?1 AND used_at IS NOT NULL AND revoked_at IS NULL",
+            )
+            .and_then(|mut s| {
+                s.query_row([&token_hash[..]], rows::refresh_token)
+                    .optional()
+            })
+            .map_err(map_err)?;
+        Ok(previously_spent.map_or(RefreshTokenUse::Invalid, RefreshTokenUse::Reused))
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached(
+                "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![family_id, micros(at)]))
             .map(drop)
             .map_err(map_err)
     }
@@ -414,6 +552,8 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
                         Constraint::TenantSlugUnique
                     } else if message.contains("api_keys.key_hash") {
                         Constraint::ApiKeyUnique
+                    } else if message.contains("users.email") {
+                        Constraint::UserEmailUnique
                     } else {
                         Constraint::Other("unique")
                     };

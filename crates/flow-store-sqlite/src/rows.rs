@@ -6,7 +6,7 @@ use flow_store::{
     DealStatus, EntityType, EventPriority, EventType, Job, JobState, Lead, LeadStatus, LoggedEvent,
     QueueCounts, StoreError, StoreResult, Tenant,
 };
-use flow_store::{Conversation, Incident, Severity};
+use flow_store::{Conversation, Incident, Member, Membership, RefreshToken, Role, Severity, User};
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
 
@@ -297,5 +297,47 @@ pub fn conversation(row: &Row) -> rusqlite::Result<Conversation> {
         transcript: json(row, "transcript")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
+    })
+}
+
+pub fn user(row: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        email: row.get("email")?,
+        name: row.get("name")?,
+        active: row.get("active")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn role(row: &Row) -> rusqlite::Result<Role> {
+    let raw: String = row.get("role")?;
+    raw.parse().map_err(|_| invalid("role", raw))
+}
+
+/// A tenant row joined with the member's `role`.
+pub fn membership(row: &Row) -> rusqlite::Result<Membership> {
+    Ok(Membership {
+        tenant: tenant(row)?,
+        role: role(row)?,
+    })
+}
+
+/// A user row joined with the membership's `role` and `joined_at`.
+pub fn member(row: &Row) -> rusqlite::Result<Member> {
+    Ok(Member {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        email: row.get("email")?,
+        name: row.get("name")?,
+        role: role(row)?,
+        created_at: time(row, "joined_at")?,
+    })
+}
+
+pub fn refresh_token(row: &Row) -> rusqlite::Result<RefreshToken> {
+    Ok(RefreshToken {
+        family_id: row.get("family_id")?,
+        user_id: row.get::<_, uuid::Uuid>("user_id")?.into(),
+        expires_at: time(row, "expires_at")?,
     })
 }

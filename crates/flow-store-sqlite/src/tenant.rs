@@ -10,7 +10,9 @@ use flow_store::{
     JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
     NewJob, QueueCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
 };
-use flow_store::{Conversation, ConversationId, DailyRollup, Incident, IncidentId};
+use flow_store::{
+    Conversation, ConversationId, DailyRollup, Incident, IncidentId, Member, Role, UserId,
+};
 use rusqlite::{
     params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
 };
@@ -310,6 +312,32 @@ impl TenantRead for SqliteTenant {
             .query_map(params![self.tenant.0], rows::api_key)
             .map_err(map_err)?;
         rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn list_members(&mut self) -> StoreResult<Vec<Member>> {
+        let mut statement = self
+            .conn()
+            .prepare_cached(
+                "SELECT u.id, u.email, u.name, m.role, m.created_at AS joined_at
+                 FROM memberships m JOIN users u ON u.id = m.user_id
+                 WHERE m.tenant_id = ?1 ORDER BY m.created_at, u.id",
+            )
+            .map_err(map_err)?;
+        let rows = statement
+            .query_map(params![self.tenant.0], rows::member)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn get_member(&mut self, user: UserId) -> StoreResult<Member> {
+        self.conn()
+            .prepare_cached(
+                "SELECT u.id, u.email, u.name, m.role, m.created_at AS joined_at
+                 FROM memberships m JOIN users u ON u.id = m.user_id
+                 WHERE m.tenant_id = ?1 AND m.user_id = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![self.tenant.0, user.0], rows::member))
+            .map_err(map_err)
     }
 
     async fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
@@ -731,6 +759,22 @@ impl TenantTx for SqliteTenant {
         self.execute_one(
             "UPDATE api_keys SET active = 0 WHERE tenant_id = ?1 AND id = ?2",
             params![self.tenant.0, id.0],
+        )
+    }
+
+    async fn upsert_member(&mut self, user: UserId, role: Role) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
+            params![self.tenant.0, user.0, role.as_str(), micros(now())],
+        )
+        .map(drop)
+    }
+
+    async fn delete_member(&mut self, user: UserId) -> StoreResult<()> {
+        self.execute_one(
+            "DELETE FROM memberships WHERE tenant_id = ?1 AND user_id = ?2",
+            params![self.tenant.0, user.0],
         )
     }
 

@@ -6,7 +6,8 @@ use serde_json::json;
 
 use crate::{
     ApiKeyId, Constraint, Contact, ContactFilter, ContactId, EventType, Lead, LeadFilter, LeadId,
-    LeadStatus, NewApiKey, NewEvent, Store, StoreError, TenantId,
+    LeadStatus, NewApiKey, NewEvent, NewRefreshToken, NewUser, RefreshTokenUse, Role, Store,
+    StoreError, TenantId, UserId,
 };
 
 fn now() -> chrono::DateTime<Utc> {
@@ -346,6 +347,8 @@ pub async fn run(store: &dyn Store) {
     );
     drop(read);
 
+    users(store, a.id, b.id).await;
+
     // An inactive tenant shows in the key lookup.
     store.set_tenant_active(a.id, false).await.unwrap();
     assert!(
@@ -358,5 +361,98 @@ pub async fn run(store: &dyn Store) {
     );
     assert!(is_not_found(
         store.set_tenant_active(TenantId::new(), false).await
+    ));
+}
+
+/// Users belong to tenants through memberships; refresh tokens rotate exactly once.
+async fn users(store: &dyn Store, a: TenantId, b: TenantId) {
+    let new_user = |email: &str| NewUser {
+        email: email.into(),
+        name: "Grace".into(),
+        password_hash: "$argon2id$test".into(),
+    };
+    let grace = store
+        .create_user(&new_user("Grace@Example.com"))
+        .await
+        .unwrap();
+    assert_eq!(grace.email, "grace@example.com");
+    assert!(matches!(
+        store.create_user(&new_user("GRACE@example.com")).await,
+        Err(StoreError::Constraint(Constraint::UserEmailUnique))
+    ));
+    let found = store
+        .find_user_credentials("grace@EXAMPLE.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.user.id, found.password_hash.as_str()),
+        (grace.id, "$argon2id$test")
+    );
+    assert!(store
+        .find_user_credentials("nobody@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(is_not_found(store.get_user(UserId::new()).await));
+
+    // Admin in A, viewer in B; each tenant sees only its own membership.
+    let mut tx = store.begin(a).await.unwrap();
+    tx.upsert_member(grace.id, Role::User).await.unwrap();
+    tx.upsert_member(grace.id, Role::Admin).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin(b).await.unwrap();
+    tx.upsert_member(grace.id, Role::Viewer).await.unwrap();
+    tx.commit().await.unwrap();
+    let memberships = store.user_memberships(grace.id).await.unwrap();
+    let roles: Vec<_> = memberships.iter().map(|m| (m.tenant.id, m.role)).collect();
+    assert_eq!(roles, [(a, Role::Admin), (b, Role::Viewer)]);
+    let mut read = store.read(a).await.unwrap();
+    let members = read.list_members().await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!((members[0].id, members[0].role), (grace.id, Role::Admin));
+    drop(read);
+    let mut tx = store.begin(b).await.unwrap();
+    tx.delete_member(grace.id).await.unwrap();
+    assert!(is_not_found(tx.delete_member(grace.id).await));
+    assert!(is_not_found(tx.get_member(grace.id).await));
+    tx.commit().await.unwrap();
+    assert_eq!(store.user_memberships(grace.id).await.unwrap().len(), 1);
+    let mut read = store.read(a).await.unwrap();
+    assert_eq!(read.get_member(grace.id).await.unwrap().role, Role::Admin);
+    drop(read);
+
+    // A refresh token is spent once; its second use is reported as reuse; revoking the
+    // family ends the tokens not yet spent.
+    let family = uuid::Uuid::now_v7();
+    let token = |hash: u8, expires_in: i64| NewRefreshToken {
+        family_id: family,
+        user_id: grace.id,
+        token_hash: [hash; 32],
+        expires_at: now() + chrono::Duration::seconds(expires_in),
+    };
+    store.insert_refresh_token(&token(1, 60)).await.unwrap();
+    store.insert_refresh_token(&token(2, 60)).await.unwrap();
+    store.insert_refresh_token(&token(3, -1)).await.unwrap();
+    assert!(matches!(
+        store.use_refresh_token(&[1; 32], now()).await.unwrap(),
+        RefreshTokenUse::Fresh(t) if t.family_id == family && t.user_id == grace.id
+    ));
+    assert!(matches!(
+        store.use_refresh_token(&[1; 32], now()).await.unwrap(),
+        RefreshTokenUse::Reused(t) if t.family_id == family
+    ));
+    assert!(matches!(
+        store.use_refresh_token(&[3; 32], now()).await.unwrap(),
+        RefreshTokenUse::Invalid
+    ));
+    assert!(matches!(
+        store.use_refresh_token(&[9; 32], now()).await.unwrap(),
+        RefreshTokenUse::Invalid
+    ));
+    store.revoke_refresh_family(family, now()).await.unwrap();
+    assert!(matches!(
+        store.use_refresh_token(&[2; 32], now()).await.unwrap(),
+        RefreshTokenUse::Invalid
     ));
 }

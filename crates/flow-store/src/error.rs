@@ -29,6 +29,8 @@ pub enum Constraint {
     TenantSlugUnique,
     /// Two API keys with the same secret (only the fixed demo keys can collide).
     ApiKeyUnique,
+    /// Two users with the same email.
+    UserEmailUnique,
     /// A reference to a row that does not exist.
     ForeignKey,
     /// Any other unique constraint; the backend names it for the log.
@@ -41,6 +43,7 @@ impl fmt::Display for Constraint {
             Constraint::ContactEmailUnique => f.write_str("contacts.email unique per tenant"),
             Constraint::TenantSlugUnique => f.write_str("tenants.slug unique"),
             Constraint::ApiKeyUnique => f.write_str("api_keys.key_hash unique"),
+            Constraint::UserEmailUnique => f.write_str("users.email unique"),
             Constraint::ForeignKey => f.write_str("foreign key"),
             Constraint::Other(name) => f.write_str(name),
         }

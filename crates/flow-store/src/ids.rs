@@ -68,4 +68,6 @@ typed_id!(
     IncidentId,
     /// Identifies a voice conversation.
     ConversationId,
+    /// Identifies a user (a person who signs in).
+    UserId,
 );

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use crate::{
     ActivityId, ApiKeyId, AuditId, ContactId, DealId, EventId, EventPriority, EventType, LeadId,
-    TenantId,
+    TenantId, UserId,
 };
 
 /// A tenant: one business and everything it owns.
@@ -459,4 +459,112 @@ pub struct Conversation {
     pub transcript: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A person who signs in to the dashboard; may belong to several tenants.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    /// Stored lowercased: one account per address.
+    pub email: String,
+    pub name: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the sign-in path needs: the user and the argon2id hash of the password (PHC string).
+#[derive(Clone, Debug)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// A user to create; the caller hashes the password.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+}
+
+/// A user's role in one tenant (the spec's RBAC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+    Viewer,
+}
+
+impl Role {
+    /// The stored and serialised name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "user" => Ok(Role::User),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(format!("unknown role '{other}'")),
+        }
+    }
+}
+
+/// One tenant a user belongs to, as the sign-in path sees it.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub tenant: Tenant,
+    pub role: Role,
+}
+
+/// A member of a tenant, as the tenant's admins see it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The user's id.
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    /// When the user joined this tenant.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A refresh token as stored (only its hash is kept); tokens rotate within a family.
+#[derive(Clone, Debug)]
+pub struct RefreshToken {
+    /// The sign-in this token descends from; reuse of a spent token revokes the family.
+    pub family_id: uuid::Uuid,
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A refresh token to store.
+#[derive(Clone, Debug)]
+pub struct NewRefreshToken {
+    pub family_id: uuid::Uuid,
+    pub user_id: UserId,
+    pub token_hash: [u8; 32],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token found.
+#[derive(Clone, Debug)]
+pub enum RefreshTokenUse {
+    /// Unspent, unexpired, not revoked: now marked spent.
+    Fresh(RefreshToken),
+    /// Already spent: someone holds a copy. The caller revokes the family.
+    Reused(RefreshToken),
+    /// Unknown, expired or revoked.
+    Invalid,
 }

@@ -9,8 +9,9 @@ use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
     ClaimRequest, Contact, ContactFilter, ContactId, Conversation, ConversationId, Deal,
     DealFilter, DealId, Incident, IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId,
-    LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts, Settlement, StoreError,
-    StoreResult, Tenant, TenantId,
+    LoggedEvent, Member, Membership, NewApiKey, NewAuditEntry, NewEvent, NewJob, NewRefreshToken,
+    NewUser, QueueCounts, RefreshTokenUse, Role, Settlement, StoreError, StoreResult, Tenant,
+    TenantId, User, UserCredentials, UserId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -51,6 +52,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that a key was used; callers throttle this.
     async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Creates a user; `Constraint::UserEmailUnique` if the (lowercased) email is taken.
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+
+    /// The user with this (lowercased) email and the password hash, for signing in.
+    async fn find_user_credentials(&self, email: &str) -> StoreResult<Option<UserCredentials>>;
+
+    /// A user by id.
+    async fn get_user(&self, id: UserId) -> StoreResult<User>;
+
+    /// Every tenant the user belongs to, with the role there, oldest membership first.
+    async fn user_memberships(&self, id: UserId) -> StoreResult<Vec<Membership>>;
+
+    /// Stores a refresh token (its hash).
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()>;
+
+    /// Spends the refresh token with this hash, atomically: of two concurrent uses of one
+    /// token exactly one is `Fresh`.
+    async fn use_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshTokenUse>;
+
+    /// Revokes every token of a sign-in (logout, or reuse of a spent token).
+    async fn revoke_refresh_family(
+        &self,
+        family_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 
     /// Opens a read-only view of one tenant's data.
     async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>>;
@@ -139,6 +170,11 @@ pub trait TenantRead: Send {
 
     async fn list_api_keys(&mut self) -> StoreResult<Vec<ApiKey>>;
 
+    /// The tenant's members, in the order they joined.
+    async fn list_members(&mut self) -> StoreResult<Vec<Member>>;
+    /// One member; `NotFound` when the user does not belong to this tenant.
+    async fn get_member(&mut self, user: UserId) -> StoreResult<Member>;
+
     async fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
 
     /// Events after `since`, in order, at most `limit`.
@@ -218,6 +254,11 @@ pub trait TenantTx: TenantRead {
     async fn insert_api_key(&mut self, key: &NewApiKey) -> StoreResult<ApiKey>;
     /// Marks a key inactive; `NotFound` if the tenant has no such key.
     async fn revoke_api_key(&mut self, id: ApiKeyId) -> StoreResult<()>;
+
+    /// Adds the user to this tenant with `role`, or changes the role of a member.
+    async fn upsert_member(&mut self, user: UserId, role: Role) -> StoreResult<()>;
+    /// Removes the user from this tenant; `NotFound` if not a member.
+    async fn delete_member(&mut self, user: UserId) -> StoreResult<()>;
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()>;
 

@@ -9,6 +9,8 @@ mod leads;
 mod logs;
 mod ops;
 mod security;
+mod sessions;
+mod users;
 mod voice;
 
 use std::time::Duration;
@@ -26,7 +28,7 @@ use tower_http::{
     trace::{DefaultOnResponse, TraceLayer},
 };
 use utoipa::{
-    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
 };
 use utoipa_axum::router::OpenApiRouter;
@@ -38,10 +40,10 @@ use crate::{auth, error, error::ApiError, gateway, metrics, state::AppState};
 #[openapi(
     info(title = "Flow API", description = "Multi-tenant integration platform. Every tenant route is also served under /api/v1."),
     modifiers(&ApiKeyScheme),
-    security(("tenant_key" = [])),
+    security(("tenant_key" = []), ("bearer" = [])),
     tags(
         (name = "leads"), (name = "contacts"), (name = "activities"), (name = "deals"),
-        (name = "events"), (name = "audit"), (name = "jobs"), (name = "security"), (name = "analytics"), (name = "admin"), (name = "operations"),
+        (name = "auth"), (name = "events"), (name = "audit"), (name = "jobs"), (name = "security"), (name = "analytics"), (name = "admin"), (name = "operations"),
     )
 )]
 struct ApiDoc;
@@ -55,16 +57,36 @@ impl Modify for ApiKeyScheme {
             "tenant_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-tenant-key"))),
         );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
     }
 }
 
 /// The OpenAPI document, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    build_routers().2
+    build_routers().doc
 }
 
-fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+/// The tenant API (behind authentication), the public sign-in routes (also under
+/// /api/v1), operations, and the OpenAPI document of all of them.
+struct Routers {
+    tenant_api: Router<AppState>,
+    public_api: Router<AppState>,
+    ops: Router<AppState>,
+    doc: utoipa::openapi::OpenApi,
+}
+
+fn build_routers() -> Routers {
     let (tenant_api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(sessions::router())
+        .merge(users::router())
         .merge(leads::router())
         .merge(contacts::router())
         .merge(activities::router())
@@ -75,26 +97,41 @@ fn build_routers() -> (Router<AppState>, Router<AppState>, utoipa::openapi::Open
         .merge(voice::router())
         .merge(gateway::token_router())
         .split_for_parts();
+    let (public_api, public_doc) = sessions::public_router().split_for_parts();
     let (ops, ops_doc) = ops::router()
         .merge(gateway::socket_router())
         .split_for_parts();
+    doc.merge(public_doc);
     doc.merge(ops_doc);
-    (tenant_api, ops, doc)
+    Routers {
+        tenant_api,
+        public_api,
+        ops,
+        doc,
+    }
 }
 
 /// The whole application: tenant API (at `/` and `/api/v1`), operations and docs.
 pub fn router(state: AppState) -> Router {
-    let (tenant_api, ops, doc) = build_routers();
-    let tenant_api = tenant_api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ));
+    let Routers {
+        tenant_api,
+        public_api,
+        ops,
+        doc,
+    } = build_routers();
+    let tenant_api = tenant_api
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .merge(public_api);
     let config = state.config.clone();
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(tenant_api.clone())
         .nest("/api/v1", tenant_api)
         .merge(ops)
+        .merge(crate::web::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -27,6 +27,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     auth::{resolve_caller, Caller, Permissions},
     error::{ApiError, ApiResult, ErrorBody},
+    jwt,
     state::AppState,
 };
 
@@ -74,10 +75,17 @@ impl FromRequestParts<AppState> for SocketCaller {
             .await
             .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))?;
         let caller = match &params.token {
-            Some(token) => caller_from_token(state, token).await?,
-            None => {
+            Some(token) if !jwt::looks_like_jwt(token) => caller_from_token(state, token).await?,
+            _ => {
                 let mut headers = parts.headers.clone();
-                if !headers.contains_key("x-tenant-key") {
+                if let Some(access_token) = &params.token {
+                    // A user's access token (the dashboard) or an app token.
+                    let bearer =
+                        HeaderValue::from_str(&format!("Bearer {access_token}")).map_err(|_| {
+                            ApiError::unauthorized("invalid_token", "token is not valid")
+                        })?;
+                    headers.insert(axum::http::header::AUTHORIZATION, bearer);
+                } else if !headers.contains_key("x-tenant-key") {
                     if let Some(key) = key_from_protocols(&parts.headers).or(params.key.clone()) {
                         let key = HeaderValue::from_str(&key).map_err(|_| {
                             ApiError::unauthorized("invalid_api_key", "API key is not valid")
@@ -94,7 +102,7 @@ impl FromRequestParts<AppState> for SocketCaller {
                 let resolved = resolve_caller(state, &headers).await?;
                 let decision = state
                     .rate_limiter
-                    .check(resolved.key_id, resolved.rate_limit);
+                    .check(resolved.rate_subject, resolved.rate_limit);
                 if !decision.allowed {
                     return Err(ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -212,12 +220,17 @@ async fn create_token(
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<SocketToken>)> {
     caller.require("read", "events")?;
-    let key_id = caller.actor.id.parse().map_err(|_| {
-        ApiError::forbidden(
-            "permission_denied",
-            "only API keys can mint connection tokens",
-        )
-    })?;
+    // A user's access token (or an app token) is itself accepted as `token=`; minting a
+    // key token from an app token would hand out the key's full permissions.
+    let key_id = (caller.actor.kind == "api_key")
+        .then(|| caller.actor.id.parse().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "permission_denied",
+                "only API keys mint connection tokens; pass an access token as token=",
+            )
+        })?;
     let expires_at = Utc::now() + TOKEN_TTL;
     let token = token::mint(&state.secret, key_id, &caller.source_app, expires_at);
     Ok((StatusCode::CREATED, Json(SocketToken { token, expires_at })))

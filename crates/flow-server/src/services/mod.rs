@@ -9,6 +9,7 @@ pub mod deals;
 pub mod leads;
 pub mod security;
 pub mod tenants;
+pub mod users;
 pub mod voice;
 
 use chrono::{DateTime, Utc};

@@ -222,6 +222,46 @@ pub async fn ensure_demo(store: &dyn Store, rate_limit: u32) -> ApiResult<Vec<(T
     Ok(out)
 }
 
+/// The demo sign-in for the dashboard: an admin of both demo tenants.
+pub const DEMO_USER: (&str, &str) = ("demo@flow.local", "demo-password");
+
+/// Creates the demo user where missing and makes it an admin of `tenants`.
+pub async fn ensure_demo_user(store: &dyn Store, tenants: &[Tenant]) -> ApiResult<()> {
+    let (email, password) = DEMO_USER;
+    let user = match store.find_user_credentials(email).await? {
+        Some(found) => found.user,
+        None => {
+            let created = store
+                .create_user(&flow_store::NewUser {
+                    email: email.into(),
+                    name: "Demo Admin".into(),
+                    password_hash: super::users::hash_password(password).await?,
+                })
+                .await;
+            match created {
+                Ok(user) => user,
+                // Another process created it between our check and insert: use theirs.
+                Err(flow_store::StoreError::Constraint(_)) => {
+                    store
+                        .find_user_credentials(email)
+                        .await?
+                        .ok_or_else(|| ApiError::internal("demo user vanished"))?
+                        .user
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    };
+    for tenant in tenants {
+        let mut tx = store.begin(tenant.id).await?;
+        if tx.get_member(user.id).await.is_err() {
+            tx.upsert_member(user.id, flow_store::Role::Admin).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 /// Finds a tenant by slug or id, for the CLI.
 pub async fn find_tenant(store: &dyn Store, slug_or_id: &str) -> ApiResult<Tenant> {
     if let Ok(id) = slug_or_id.parse() {

@@ -175,6 +175,27 @@ async fn serve_demo_prints_working_keys_and_is_idempotent() {
         status(&client, format!("{}/leads", first.url), "demo-key-b").await,
         200
     );
+    // The demo user signs in to the dashboard, as an admin of both demo tenants.
+    assert!(
+        first
+            .banner
+            .contains("sign in as demo@flow.local / demo-password"),
+        "{}",
+        first.banner
+    );
+    let page = client.get(format!("{}/", first.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let session: Value = client
+        .post(format!("{}/auth/login", first.url))
+        .json(&json!({"email": "demo@flow.local", "password": "demo-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["role"], "admin", "{session}");
+    assert_eq!(session["tenants"].as_array().unwrap().len(), 2, "{session}");
     let banner = first.banner.clone();
     drop(first);
 
@@ -263,6 +284,30 @@ async fn tenant_and_key_commands_manage_access_of_a_running_server() {
     .await;
     assert_eq!(status(&client, leads.clone(), &reader_key).await, 401);
     assert_eq!(status(&client, leads.clone(), &admin_key).await, 200);
+
+    // The first admin of the dashboard, with a generated password shown once.
+    let admin = flow(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme-corp",
+            "--email",
+            "boss@acme.test",
+        ],
+    )
+    .await;
+    let password = field(&admin, "password:");
+    let login = |password: String| {
+        client
+            .post(format!("{}/auth/login", server.url))
+            .json(&json!({"email": "boss@acme.test", "password": password}))
+            .send()
+    };
+    let signed_in: Value = login(password.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(signed_in["role"], "admin", "{signed_in}");
+    assert_eq!(login("wrong password".into()).await.unwrap().status(), 401);
 
     flow(dir.path(), &["tenant", "deactivate", "acme-corp"]).await;
     assert_eq!(status(&client, leads.clone(), &admin_key).await, 401);

@@ -615,6 +615,48 @@ async fn browsers_connect_with_a_token_the_subprotocol_or_a_query_key() {
 }
 
 #[tokio::test]
+async fn a_signed_in_user_connects_with_the_access_token_and_sees_only_its_tenant() {
+    let app = spawn_app().await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", flow_store::Role::Viewer)
+        .await;
+    let session = app.sign_in("ada@example.com", &password).await;
+    let token = session["accessToken"].as_str().unwrap();
+    let mut dashboard = try_connect(
+        &app,
+        Credential::Query(format!("token={token}&app=flow-web")),
+        None,
+    )
+    .await
+    .expect("a user's access token opens the socket");
+    assert_eq!(dashboard.welcome["appId"], "flow-web");
+    assert_eq!(dashboard.welcome["tenantId"], app.a.tenant.id.to_string());
+    app.create_lead(&app.b.key, "OtherTenant", None).await;
+    let lead = app.create_lead(&app.a.key, "SeenLive", None).await;
+    loop {
+        let event = dashboard.next_of_type("event").await;
+        assert_eq!(
+            event["event"]["tenantId"],
+            app.a.tenant.id.to_string(),
+            "{event}"
+        );
+        if event["event"]["type"] == "LEAD_CREATED" {
+            assert_eq!(event["event"]["data"]["lead"]["id"], lead["id"], "{event}");
+            break;
+        }
+    }
+
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+    let refused = try_connect(&app, Credential::Query(format!("token={forged}")), None)
+        .await
+        .err()
+        .expect("a forged token is refused");
+    assert_eq!(http_status(refused), 401);
+}
+
+#[tokio::test]
 async fn malformed_frames_get_error_frames_and_the_socket_lives_on() {
     let app = spawn_app().await;
     let mut socket = connect(&app, &app.a.key, None).await;

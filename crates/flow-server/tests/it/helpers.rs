@@ -5,10 +5,13 @@ use std::{net::SocketAddr, sync::Arc};
 use flow_server::{
     config::Config,
     open_store,
-    services::tenants::{self, KeySpec},
+    services::{
+        tenants::{self, KeySpec},
+        users,
+    },
     Server,
 };
-use flow_store::{Store, Tenant};
+use flow_store::{Role, Store, Tenant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -218,6 +221,55 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str, key: &str) -> Reply {
         self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Makes `email` a member of `tenant` with `role` (creating the account the first
+    /// time) and returns the password.
+    pub async fn user_in(&self, tenant: &Tenant, email: &str, role: Role) -> String {
+        let password = format!("pw-{email}-long-enough");
+        match self.store.find_user_credentials(email).await.unwrap() {
+            Some(existing) => {
+                let mut tx = self.store.begin(tenant.id).await.unwrap();
+                tx.upsert_member(existing.user.id, role).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            None => {
+                users::create_account(&*self.store, tenant.id, email, "Test User", &password, role)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating user: {}", e.message));
+            }
+        }
+        password
+    }
+
+    /// `POST /auth/login`.
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        let body = json!({ "email": email, "password": password });
+        self.call(Method::POST, "/auth/login", None, Some(body))
+            .await
+    }
+
+    /// Signs in and returns the session (access and refresh tokens, profile).
+    pub async fn sign_in(&self, email: &str, password: &str) -> Value {
+        self.login(email, password).await.expect(200).body
+    }
+
+    /// Sends a request with `Authorization: Bearer token`.
+    pub async fn bearer(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        send(request).await
     }
 
     /// Creates a lead in the tenant of `key` and returns it.

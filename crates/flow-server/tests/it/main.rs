@@ -18,4 +18,5 @@ mod queues;
 mod resources;
 mod security;
 mod speech;
+mod users;
 mod voice;

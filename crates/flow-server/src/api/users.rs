@@ -1,0 +1,114 @@
+//! A tenant's admin pages: members (`/users`) and API keys (`/api-keys`).
+
+use axum::{extract::State, http::StatusCode, Json};
+use flow_store::{ApiKey, ApiKeyId, Member, UserId};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::Caller,
+    error::{ApiResult, ErrorBody},
+    extract::{ApiJson, ApiPath},
+    services::users::{self, AddMember, CreateKey, CreatedKey, UpdateMember},
+    state::AppState,
+};
+
+/// The member and key routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+}
+
+/// A whole (short) list.
+#[derive(Serialize, ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
+}
+
+/// The tenant's members with their roles (needs `read:users`).
+#[utoipa::path(get, path = "/users", tag = "admin",
+    responses((status = 200, body = List<Member>), (status = "4XX", body = ErrorBody)))]
+async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<List<Member>>> {
+    let data = users::list_members(&*state.store, &caller).await?;
+    Ok(Json(List { data }))
+}
+
+/// Add a person to the tenant (admins): an existing account by email, or a new one
+/// with `name` and `password`.
+#[utoipa::path(post, path = "/users", tag = "admin", request_body = AddMember,
+    responses((status = 201, body = Member), (status = "4XX", body = ErrorBody)))]
+async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<AddMember>,
+) -> ApiResult<(StatusCode, Json<Member>)> {
+    let member = users::add_member(&*state.store, &caller, input).await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+/// Change a member's role (admins; a tenant keeps at least one admin).
+#[utoipa::path(patch, path = "/users/{id}", tag = "admin", params(("id" = UserId, Path)),
+    request_body = UpdateMember,
+    responses((status = 200, body = Member), (status = "4XX", body = ErrorBody)))]
+async fn update_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<UserId>,
+    ApiJson(input): ApiJson<UpdateMember>,
+) -> ApiResult<Json<Member>> {
+    Ok(Json(
+        users::update_member(&*state.store, &caller, id, input).await?,
+    ))
+}
+
+/// Remove a member from the tenant (admins); the account itself stays.
+#[utoipa::path(delete, path = "/users/{id}", tag = "admin", params(("id" = UserId, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorBody)))]
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<UserId>,
+) -> ApiResult<StatusCode> {
+    users::remove_member(&*state.store, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant's API keys (admins; secrets are never shown again).
+#[utoipa::path(get, path = "/api-keys", tag = "admin",
+    responses((status = 200, body = List<ApiKey>), (status = "4XX", body = ErrorBody)))]
+async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<List<ApiKey>>> {
+    let data = users::list_keys(&*state.store, &caller).await?;
+    Ok(Json(List { data }))
+}
+
+/// Create an API key (admins); the answer carries the secret, shown this once.
+#[utoipa::path(post, path = "/api-keys", tag = "admin", request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = "4XX", body = ErrorBody)))]
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let limit = state.config.default_rate_limit_per_minute;
+    let created = users::create_key(&*state.store, &caller, limit, input).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Revoke an API key (admins): requests and tokens made with it stop working.
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "admin", params(("id" = ApiKeyId, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorBody)))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ApiKeyId>,
+) -> ApiResult<StatusCode> {
+    users::revoke_key(&*state.store, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,752 @@
+//! Users and their sessions: sign-in, refresh-token rotation, profiles, and what a
+//! tenant's admins manage (members, API keys), plus the spec's cross-app tokens.
+
+use std::{net::IpAddr, sync::OnceLock};
+
+use argon2::{
+    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Argon2,
+};
+use chrono::Duration;
+use flow_store::{
+    ApiKey, ApiKeyId, Member, Membership, NewApiKey, NewRefreshToken, NewUser, RefreshTokenUse,
+    Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::{now, security, snapshot, Record, Work};
+use crate::{
+    auth::{self, role_permissions, Caller, Permissions},
+    error::{ApiError, ApiResult},
+    jwt::{self, Claims, Subject},
+    state::AppState,
+    validate,
+};
+
+/// Body of `POST /auth/login`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+    /// The tenant to sign in to; default: the user's first.
+    pub tenant_id: Option<TenantId>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Body of `POST /auth/refresh`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Refresh {
+    pub refresh_token: String,
+    /// Switch to another of the user's tenants; default: the first.
+    pub tenant_id: Option<TenantId>,
+}
+
+/// Body of `POST /auth/logout`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logout {
+    pub refresh_token: String,
+}
+
+/// A tenant as a signed-in user sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub name: String,
+    pub slug: String,
+}
+
+/// One of the user's tenants, with the role there.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantMembership {
+    pub id: TenantId,
+    pub name: String,
+    pub slug: String,
+    pub role: Role,
+}
+
+/// Who is signed in, where, and with what rights (`GET /users/profile`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub user: User,
+    pub tenant: TenantSummary,
+    pub role: Role,
+    pub permissions: Vec<String>,
+    pub tenants: Vec<TenantMembership>,
+}
+
+/// The answer to sign-in and refresh (the spec's `AuthResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// JWT for `Authorization: Bearer` (and `/events?token=`).
+    pub access_token: String,
+    /// Opaque; spend it once on `POST /auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    #[serde(flatten)]
+    pub profile: Profile,
+}
+
+/// Body of `POST /users`: adds a person to the caller's tenant, creating the account if
+/// the email is new (the password is then required and set; otherwise ignored).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMember {
+    pub email: String,
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub role: Role,
+}
+
+/// Body of `PATCH /users/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateMember {
+    pub role: Role,
+}
+
+/// Body of `POST /api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    pub permissions: Vec<String>,
+    /// Apps that may present the key in `x-source-app`; default `["*"]`.
+    pub allowed_apps: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// A new key: shown with its secret this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+/// Body of `POST /auth/app-token`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MintAppToken {
+    /// The app the token is for; requests with it act as this app.
+    pub source_app: String,
+    /// A subset of the key's permissions; default: all of them.
+    pub permissions: Option<Vec<String>>,
+    /// 60-3600, default 3600 (the spec's one hour).
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A cross-app token.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppToken {
+    /// JWT for `Authorization: Bearer`.
+    pub token: String,
+    pub token_type: &'static str,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub source_app: String,
+    pub permissions: Vec<String>,
+}
+
+const MIN_PASSWORD: usize = 10;
+const MAX_PASSWORD: usize = 256;
+
+/// Hashes a password with argon2id (OWASP's parameters, the crate's defaults).
+pub async fn hash_password(password: &str) -> ApiResult<String> {
+    check_password(password)?;
+    let password = password.to_owned();
+    // About 20 ms of CPU: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+fn check_password(password: &str) -> ApiResult<()> {
+    let length = password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
+        return Err(ApiError::validation(format!(
+            "password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters"
+        )));
+    }
+    Ok(())
+}
+
+async fn verify_password(password: &str, stored: Option<String>) -> ApiResult<bool> {
+    // Unknown accounts are checked against a fixed hash so both paths cost the same and
+    // timing does not tell which emails have accounts.
+    static DECOY: OnceLock<String> = OnceLock::new();
+    let known = stored.is_some();
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let stored = stored.unwrap_or_else(|| {
+            DECOY
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default()
+                        .hash_password(b"decoy password nobody has", &salt)
+                        .expect("hashing a constant succeeds")
+                        .to_string()
+                })
+                .clone()
+        });
+        let matches = PasswordHash::new(&stored)
+            .map(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        known && matches
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+/// Creates an account and makes it a member of `tenant` (used by `flow user create` and
+/// `--demo`).
+pub async fn create_account(
+    store: &dyn Store,
+    tenant: TenantId,
+    email: &str,
+    name: &str,
+    password: &str,
+    role: Role,
+) -> ApiResult<User> {
+    let user = store
+        .create_user(&NewUser {
+            email: validate::email(email)?,
+            name: validate::name("name", name, 200)?,
+            password_hash: hash_password(password).await?,
+        })
+        .await?;
+    let mut tx = store.begin(tenant).await?;
+    tx.upsert_member(user.id, role).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// `POST /auth/login`: checks the password, slowing guessing, and opens a session.
+pub async fn login(state: &AppState, client: IpAddr, input: Login) -> ApiResult<Session> {
+    let email = input.email.trim().to_lowercase();
+    if let Err(wait) = state.login_guard.check(&email, client) {
+        return Err(too_many_attempts(wait));
+    }
+    let found = state.store.find_user_credentials(&email).await?;
+    let stored_hash = found
+        .as_ref()
+        .filter(|f| f.user.active)
+        .map(|f| f.password_hash.clone());
+    if !verify_password(&input.password, stored_hash).await? {
+        let verdict = state.login_guard.record_failure(&email, client);
+        if verdict.burst {
+            if let Some(found) = &found {
+                report_brute_force(state, &found.user, client).await;
+            }
+        }
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "email or password is wrong",
+        ));
+    }
+    state.login_guard.record_success(&email);
+    let user = found.expect("a verified password belongs to a user").user;
+    let family = uuid::Uuid::now_v7();
+    open_session(state, user, family, input.tenant_id).await
+}
+
+fn too_many_attempts(wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil() as u64;
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed sign-ins; try again in {} s", secs.max(1)),
+    )
+    .retry_after(secs)
+}
+
+/// A burst of failures against an account is a security incident in each of its tenants.
+async fn report_brute_force(state: &AppState, user: &User, client: IpAddr) {
+    let memberships = match state.store.user_memberships(user.id).await {
+        Ok(memberships) => memberships,
+        Err(error) => {
+            tracing::warn!(%error, "could not look up the tenants of an attacked account");
+            return;
+        }
+    };
+    for membership in memberships {
+        let caller = Caller::system(membership.tenant.id);
+        let report = security::ReportIncident {
+            incident_type: "login_brute_force".into(),
+            severity: Severity::High,
+            description: format!(
+                "repeated failed sign-ins for {} from {client}; further attempts are being slowed",
+                user.email
+            ),
+        };
+        if let Err(error) = security::report(&*state.store, &caller, report).await {
+            tracing::warn!(error = %error.message, "could not report a brute-force incident");
+        }
+    }
+}
+
+/// `POST /auth/refresh`: spends the refresh token for a new pair; a second use of a
+/// spent token revokes the whole sign-in (it was copied).
+pub async fn refresh(state: &AppState, input: Refresh) -> ApiResult<Session> {
+    let invalid = || ApiError::unauthorized("invalid_refresh_token", "refresh token is not valid");
+    let hash = hash_token(&input.refresh_token);
+    match state.store.use_refresh_token(&hash, now()).await? {
+        RefreshTokenUse::Fresh(token) => {
+            let user = match state.store.get_user(token.user_id).await {
+                Ok(user) if user.active => user,
+                Ok(_) | Err(StoreError::NotFound) => return Err(invalid()),
+                Err(other) => return Err(other.into()),
+            };
+            open_session(state, user, token.family_id, input.tenant_id).await
+        }
+        RefreshTokenUse::Reused(token) => {
+            state
+                .store
+                .revoke_refresh_family(token.family_id, now())
+                .await?;
+            tracing::warn!(user = %token.user_id, "refresh token reused; session revoked");
+            Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been ended",
+            ))
+        }
+        RefreshTokenUse::Invalid => Err(invalid()),
+    }
+}
+
+/// `POST /auth/logout`: ends the sign-in the refresh token belongs to.
+pub async fn logout(state: &AppState, input: Logout) -> ApiResult<()> {
+    let hash = hash_token(&input.refresh_token);
+    // Spending it finds its family; a spent or unknown token has nothing left to end.
+    match state.store.use_refresh_token(&hash, now()).await? {
+        RefreshTokenUse::Fresh(token) | RefreshTokenUse::Reused(token) => {
+            state
+                .store
+                .revoke_refresh_family(token.family_id, now())
+                .await?;
+        }
+        RefreshTokenUse::Invalid => {}
+    }
+    Ok(())
+}
+
+/// Picks the tenant (the requested one must be the user's), mints the access token and
+/// the next refresh token of `family`.
+async fn open_session(
+    state: &AppState,
+    user: User,
+    family: uuid::Uuid,
+    tenant: Option<TenantId>,
+) -> ApiResult<Session> {
+    let memberships: Vec<Membership> = state
+        .store
+        .user_memberships(user.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.tenant.active)
+        .collect();
+    let chosen = match tenant {
+        Some(id) => memberships
+            .iter()
+            .find(|m| m.tenant.id == id)
+            .ok_or_else(|| {
+                ApiError::forbidden("not_a_member", "you are not a member of that tenant")
+            })?,
+        None => memberships.first().ok_or_else(|| {
+            ApiError::forbidden("no_tenant", "this account belongs to no active tenant")
+        })?,
+    };
+    let ttl = state.config.access_token_ttl_secs;
+    let claims = Claims::new(
+        Subject::User {
+            sub: user.id,
+            role: chosen.role,
+        },
+        chosen.tenant.id,
+        role_permissions(chosen.role),
+        now(),
+        Duration::seconds(ttl as i64),
+    );
+    let refresh_token = format!("flow_rt_{}", random_hex());
+    state
+        .store
+        .insert_refresh_token(&NewRefreshToken {
+            family_id: family,
+            user_id: user.id,
+            token_hash: hash_token(&refresh_token),
+            expires_at: now() + Duration::days(state.config.refresh_token_ttl_days as i64),
+        })
+        .await?;
+    Ok(Session {
+        access_token: jwt::sign(&state.secret, &claims),
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        profile: profile_of(user, chosen.tenant.clone(), chosen.role, &memberships),
+    })
+}
+
+fn profile_of(user: User, tenant: Tenant, role: Role, memberships: &[Membership]) -> Profile {
+    Profile {
+        user,
+        tenant: TenantSummary {
+            id: tenant.id,
+            name: tenant.name,
+            slug: tenant.slug,
+        },
+        role,
+        permissions: role_permissions(role),
+        tenants: memberships
+            .iter()
+            .map(|m| TenantMembership {
+                id: m.tenant.id,
+                name: m.tenant.name.clone(),
+                slug: m.tenant.slug.clone(),
+                role: m.role,
+            })
+            .collect(),
+    }
+}
+
+/// `GET /users/profile`: the signed-in user, with the role held now (which may have
+/// changed since the token was minted).
+pub async fn profile(state: &AppState, caller: &Caller) -> ApiResult<Profile> {
+    let user_id = signed_in_user(caller)?;
+    let user = state.store.get_user(user_id).await?;
+    let memberships = state.store.user_memberships(user_id).await?;
+    let current = memberships
+        .iter()
+        .find(|m| m.tenant.id == caller.tenant_id)
+        .ok_or_else(|| ApiError::forbidden("not_a_member", "you are no longer a member"))?;
+    Ok(profile_of(
+        user,
+        current.tenant.clone(),
+        current.role,
+        &memberships,
+    ))
+}
+
+fn signed_in_user(caller: &Caller) -> ApiResult<UserId> {
+    (caller.actor.kind == "user")
+        .then(|| caller.actor.id.parse().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::forbidden("not_a_user", "this needs a user's access token, not a key")
+        })
+}
+
+fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// `GET /users`: the tenant's members.
+pub async fn list_members(store: &dyn Store, caller: &Caller) -> ApiResult<Vec<Member>> {
+    caller.require("read", "users")?;
+    Ok(super::read(store, caller).await?.list_members().await?)
+}
+
+/// `POST /users`: adds someone to the tenant, creating the account when the email is new.
+pub async fn add_member(store: &dyn Store, caller: &Caller, input: AddMember) -> ApiResult<Member> {
+    caller.require("admin", "users")?;
+    let email = validate::email(&input.email)?;
+    let user = match store.find_user_credentials(&email).await? {
+        Some(existing) => existing.user,
+        None => {
+            let password = input
+                .password
+                .as_deref()
+                .ok_or_else(|| ApiError::validation("password is required for a new account"))?;
+            let name = input
+                .name
+                .as_deref()
+                .ok_or_else(|| ApiError::validation("name is required for a new account"))?;
+            store
+                .create_user(&NewUser {
+                    email,
+                    name: validate::name("name", name, 200)?,
+                    password_hash: hash_password(password).await?,
+                })
+                .await?
+        }
+    };
+    let mut work = Work::begin(store, caller).await?;
+    if work.tx().get_member(user.id).await.is_ok() {
+        return Err(ApiError::conflict(
+            "already_a_member",
+            "this user is already a member of the tenant",
+        ));
+    }
+    work.tx().upsert_member(user.id, input.role).await?;
+    let member = work.tx().get_member(user.id).await?;
+    work.record(Record {
+        action: "user.add",
+        entity_type: "user",
+        entity_id: user.id.to_string(),
+        before: None,
+        after: snapshot(&member),
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok(member)
+}
+
+/// `PATCH /users/{id}`: changes a member's role; the last admin cannot step down.
+pub async fn update_member(
+    store: &dyn Store,
+    caller: &Caller,
+    user: UserId,
+    input: UpdateMember,
+) -> ApiResult<Member> {
+    caller.require("admin", "users")?;
+    let mut work = Work::begin(store, caller).await?;
+    let before = work
+        .tx()
+        .get_member(user)
+        .await
+        .map_err(|e| ApiError::from_store("user", e))?;
+    if before.role == Role::Admin && input.role != Role::Admin {
+        keep_an_admin(&mut work, user).await?;
+    }
+    work.tx().upsert_member(user, input.role).await?;
+    let after = work.tx().get_member(user).await?;
+    work.record(Record {
+        action: "user.update",
+        entity_type: "user",
+        entity_id: user.to_string(),
+        before: snapshot(&before),
+        after: snapshot(&after),
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok(after)
+}
+
+/// `DELETE /users/{id}`: removes a member from the tenant (the account stays).
+pub async fn remove_member(store: &dyn Store, caller: &Caller, user: UserId) -> ApiResult<()> {
+    caller.require("admin", "users")?;
+    let mut work = Work::begin(store, caller).await?;
+    let before = work
+        .tx()
+        .get_member(user)
+        .await
+        .map_err(|e| ApiError::from_store("user", e))?;
+    if before.role == Role::Admin {
+        keep_an_admin(&mut work, user).await?;
+    }
+    work.tx().delete_member(user).await?;
+    work.record(Record {
+        action: "user.remove",
+        entity_type: "user",
+        entity_id: user.to_string(),
+        before: snapshot(&before),
+        after: None,
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok(())
+}
+
+async fn keep_an_admin(work: &mut Work<'_>, leaving: UserId) -> ApiResult<()> {
+    let admins = work
+        .tx()
+        .list_members()
+        .await?
+        .into_iter()
+        .filter(|m| m.role == Role::Admin && m.id != leaving)
+        .count();
+    if admins == 0 {
+        return Err(ApiError::conflict(
+            "last_admin",
+            "a tenant needs at least one admin",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /api-keys`.
+pub async fn list_keys(store: &dyn Store, caller: &Caller) -> ApiResult<Vec<ApiKey>> {
+    caller.require("admin", "keys")?;
+    Ok(super::read(store, caller).await?.list_api_keys().await?)
+}
+
+/// `POST /api-keys`: a new key of the caller's tenant.
+pub async fn create_key(
+    store: &dyn Store,
+    caller: &Caller,
+    default_rate_limit: u32,
+    input: CreateKey,
+) -> ApiResult<CreatedKey> {
+    caller.require("admin", "keys")?;
+    let name = validate::name("name", &input.name, 100)?;
+    if input.permissions.is_empty() || !input.permissions.iter().all(|g| auth::valid_grant(g)) {
+        return Err(ApiError::validation(
+            "permissions must be a non-empty list of '*' or operation:resource grants",
+        ));
+    }
+    let allowed_apps = input.allowed_apps.unwrap_or_else(|| vec!["*".into()]);
+    if allowed_apps.is_empty()
+        || !allowed_apps
+            .iter()
+            .all(|a| a == "*" || auth::valid_app_name(a))
+    {
+        return Err(ApiError::validation(
+            "allowedApps must be a non-empty list of app names or '*'",
+        ));
+    }
+    let rate_limit = input.rate_limit_per_minute.unwrap_or(default_rate_limit);
+    if !(1..=1_000_000).contains(&rate_limit) {
+        return Err(ApiError::validation("rateLimitPerMinute must be 1-1000000"));
+    }
+    let generated = auth::generate_key();
+    let mut work = Work::begin(store, caller).await?;
+    let key = work
+        .tx()
+        .insert_api_key(&NewApiKey {
+            name,
+            prefix: generated.prefix,
+            key_hash: generated.hash,
+            permissions: input.permissions,
+            allowed_apps,
+            rate_limit_per_minute: rate_limit,
+        })
+        .await?;
+    work.record(Record {
+        action: "api_key.create",
+        entity_type: "api_key",
+        entity_id: key.id.to_string(),
+        before: None,
+        after: snapshot(&key),
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok(CreatedKey {
+        key,
+        secret: generated.secret,
+    })
+}
+
+/// `DELETE /api-keys/{id}`: revokes a key of the caller's tenant.
+pub async fn revoke_key(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> ApiResult<()> {
+    caller.require("admin", "keys")?;
+    let mut work = Work::begin(store, caller).await?;
+    work.tx()
+        .revoke_api_key(id)
+        .await
+        .map_err(|e| ApiError::from_store("API key", e))?;
+    work.record(Record {
+        action: "api_key.revoke",
+        entity_type: "api_key",
+        entity_id: id.to_string(),
+        before: None,
+        after: Some(json!({ "active": false })),
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok(())
+}
+
+/// `POST /auth/app-token`: the spec's cross-app token, minted by a key holder for one of
+/// the key's apps with some of its permissions.
+pub async fn mint_app_token(
+    state: &AppState,
+    caller: &Caller,
+    input: MintAppToken,
+) -> ApiResult<AppToken> {
+    if caller.actor.kind != "api_key" {
+        return Err(ApiError::forbidden(
+            "permission_denied",
+            "cross-app tokens are minted with an API key",
+        ));
+    }
+    let key_id: ApiKeyId = caller.actor.id.parse().map_err(ApiError::internal)?;
+    let found = state
+        .store
+        .find_api_key_by_id(key_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "API key is not valid"))?;
+    if !auth::valid_app_name(&input.source_app) {
+        return Err(ApiError::validation(
+            "sourceApp must be 1-64 characters of a-z, 0-9 and -",
+        ));
+    }
+    auth::require_app_allowed(&found.key.allowed_apps, &input.source_app)?;
+    let permissions = match input.permissions {
+        None => found.key.permissions.clone(),
+        Some(requested) => {
+            let held = Permissions::new(found.key.permissions.clone());
+            for grant in &requested {
+                if !auth::valid_grant(grant) || !held.covers(grant) {
+                    return Err(ApiError::forbidden(
+                        "permission_denied",
+                        format!("the key does not hold {grant:?}, so a token cannot carry it"),
+                    ));
+                }
+            }
+            requested
+        }
+    };
+    let ttl = input.expires_in_secs.unwrap_or(3600);
+    if !(60..=3600).contains(&ttl) {
+        return Err(ApiError::validation("expiresInSecs must be 60-3600"));
+    }
+    let claims = Claims::new(
+        Subject::App {
+            key: key_id,
+            app: input.source_app.clone(),
+        },
+        caller.tenant_id,
+        permissions.clone(),
+        now(),
+        Duration::seconds(ttl as i64),
+    );
+    Ok(AppToken {
+        token: jwt::sign(&state.secret, &claims),
+        token_type: "Bearer",
+        expires_at: claims.expires_at(),
+        source_app: input.source_app,
+        permissions,
+    })
+}
