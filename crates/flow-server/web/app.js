@@ -617,6 +617,7 @@ function render() {
   const match = ROUTES.map(([re, name, nav]) => [path.match(re), name, nav]).find(([m]) => m);
   if (!match) { location.replace('#/leads'); return; }
   const [m, name, nav] = match;
+  renderedHash = location.hash;
   disposePage();
   const gen = renderGen;
   const view = $('#view');
@@ -641,7 +642,13 @@ function render() {
 
 // Focus moves to the new page's heading only after navigation, not on the first render.
 let routedByUser = false;
-window.addEventListener('hashchange', () => { routedByUser = true; render(); });
+let renderedHash = null;
+window.addEventListener('hashchange', () => {
+  // A hash the app set itself with location.replace has already been rendered.
+  if (location.hash === renderedHash) return;
+  routedByUser = true;
+  render();
+});
 
 /* ---------- pages ---------- */
 
@@ -681,7 +688,11 @@ function pagedTable(ctx, t, opts) {
     try {
       const page = await opts.fetch(reset ? null : cursor);
       if (my !== req || !ctx.alive()) return;
-      if (reset) fill(t.tbody);
+      if (reset) {
+        // Rows added by live events while loading are in the page or older than it.
+        rows.clear();
+        fill(t.tbody);
+      }
       for (const item of page.data || []) if (!rows.has(item.id)) add(t.tbody, row(item));
       cursor = page.nextCursor || null;
       more.hidden = !cursor;

@@ -26,7 +26,8 @@ use flow_store::{
     Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
 use flow_store::{
-    Membership, NewRefreshToken, NewUser, RefreshTokenUse, User, UserCredentials, UserId,
+    Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
+    UserId,
 };
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
@@ -511,6 +512,23 @@ impl Store for PgStore {
         .await
         .map(drop)
         .map_err(map_err)
+    }
+
+    async fn find_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
+        let row = sqlx::query(
+            "SELECT * FROM refresh_tokens WHERE token_hash = $1
+             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(&token_hash[..])
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|row| rows::refresh_token(&row)).transpose()
     }
 
     async fn use_refresh_token(

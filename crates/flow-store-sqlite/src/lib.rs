@@ -18,7 +18,8 @@ use flow_store::{
     Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
 use flow_store::{
-    Membership, NewRefreshToken, NewUser, RefreshTokenUse, User, UserCredentials, UserId,
+    Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
+    UserId,
 };
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::broadcast;
@@ -260,6 +261,24 @@ impl Store for SqliteStore {
                 ])
             })
             .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn find_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
+        let reader = self.pool.reader().await?;
+        reader
+            .prepare_cached(
+                "SELECT * FROM refresh_tokens WHERE token_hash = ?1
+                 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![&token_hash[..], micros(at)], rows::refresh_token)
+                    .optional()
+            })
             .map_err(map_err)
     }
 

@@ -434,10 +434,22 @@ async fn users(store: &dyn Store, a: TenantId, b: TenantId) {
     store.insert_refresh_token(&token(1, 60)).await.unwrap();
     store.insert_refresh_token(&token(2, 60)).await.unwrap();
     store.insert_refresh_token(&token(3, -1)).await.unwrap();
+    let peeked = store.find_refresh_token(&[1; 32], now()).await.unwrap();
+    assert_eq!(peeked.map(|t| t.user_id), Some(grace.id));
+    assert!(store
+        .find_refresh_token(&[3; 32], now())
+        .await
+        .unwrap()
+        .is_none());
     assert!(matches!(
         store.use_refresh_token(&[1; 32], now()).await.unwrap(),
         RefreshTokenUse::Fresh(t) if t.family_id == family && t.user_id == grace.id
     ));
+    assert!(store
+        .find_refresh_token(&[1; 32], now())
+        .await
+        .unwrap()
+        .is_none());
     assert!(matches!(
         store.use_refresh_token(&[1; 32], now()).await.unwrap(),
         RefreshTokenUse::Reused(t) if t.family_id == family

@@ -10,8 +10,8 @@ use crate::{
     ClaimRequest, Contact, ContactFilter, ContactId, Conversation, ConversationId, Deal,
     DealFilter, DealId, Incident, IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId,
     LoggedEvent, Member, Membership, NewApiKey, NewAuditEntry, NewEvent, NewJob, NewRefreshToken,
-    NewUser, QueueCounts, RefreshTokenUse, Role, Settlement, StoreError, StoreResult, Tenant,
-    TenantId, User, UserCredentials, UserId,
+    NewUser, QueueCounts, RefreshToken, RefreshTokenUse, Role, Settlement, StoreError, StoreResult,
+    Tenant, TenantId, User, UserCredentials, UserId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -67,6 +67,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a refresh token (its hash).
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()>;
+
+    /// The unspent, unexpired, unrevoked refresh token with this hash, without spending it.
+    async fn find_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>>;
 
     /// Spends the refresh token with this hash, atomically: of two concurrent uses of one
     /// token exactly one is `Fresh`.

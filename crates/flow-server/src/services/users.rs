@@ -322,6 +322,20 @@ async fn report_brute_force(state: &AppState, user: &User, client: IpAddr) {
 pub async fn refresh(state: &AppState, input: Refresh) -> ApiResult<Session> {
     let invalid = || ApiError::unauthorized("invalid_refresh_token", "refresh token is not valid");
     let hash = hash_token(&input.refresh_token);
+    // A switch to a tenant the user does not belong to is refused before the token is
+    // spent, so the session survives the mistake.
+    if let (Some(tenant), Some(token)) = (
+        input.tenant_id,
+        state.store.find_refresh_token(&hash, now()).await?,
+    ) {
+        let memberships = state.store.user_memberships(token.user_id).await?;
+        if !memberships
+            .iter()
+            .any(|m| m.tenant.id == tenant && m.tenant.active)
+        {
+            return Err(not_a_member());
+        }
+    }
     match state.store.use_refresh_token(&hash, now()).await? {
         RefreshTokenUse::Fresh(token) => {
             let user = match state.store.get_user(token.user_id).await {
@@ -381,9 +395,7 @@ async fn open_session(
         Some(id) => memberships
             .iter()
             .find(|m| m.tenant.id == id)
-            .ok_or_else(|| {
-                ApiError::forbidden("not_a_member", "you are not a member of that tenant")
-            })?,
+            .ok_or_else(not_a_member)?,
         None => memberships.first().ok_or_else(|| {
             ApiError::forbidden("no_tenant", "this account belongs to no active tenant")
         })?,
@@ -416,6 +428,10 @@ async fn open_session(
         expires_in: ttl,
         profile: profile_of(user, chosen.tenant.clone(), chosen.role, &memberships),
     })
+}
+
+fn not_a_member() -> ApiError {
+    ApiError::forbidden("not_a_member", "you are not a member of that tenant")
 }
 
 fn profile_of(user: User, tenant: Tenant, role: Role, memberships: &[Membership]) -> Profile {

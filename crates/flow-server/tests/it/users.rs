@@ -317,6 +317,14 @@ async fn a_user_of_two_tenants_switches_with_a_refresh() {
     refresh(&app, refresh_token(&in_b), Some(&other.id.to_string()))
         .await
         .expect_error(403, "not_a_member");
+    // ... and the refused switch did not spend the token: the session goes on.
+    refresh(
+        &app,
+        refresh_token(&in_b),
+        Some(&app.a.tenant.id.to_string()),
+    )
+    .await
+    .expect(200);
     // Sign-in straight into B works too.
     let direct = app
         .call(
