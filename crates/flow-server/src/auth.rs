@@ -213,14 +213,16 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The proxy appends the address it saw to whatever the client sent, so only the
+        // last entry is the proxy's word.
         let forwarded = state
             .config
             .trust_forwarded_for
             .then(|| parts.headers.get("x-forwarded-for"))
             .flatten()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse().ok());
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok());
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -268,6 +270,8 @@ pub struct ResolvedCaller {
     pub rate_limit: u32,
     /// The API key presented directly, whose use is recorded.
     pub key_id: Option<ApiKeyId>,
+    /// When a token credential stops being valid (a socket opened with it closes then).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Resolves the credentials (`x-tenant-key`, or `Authorization: Bearer` with a user's or
@@ -314,6 +318,7 @@ pub async fn resolve_caller(
         rate_limit: found.key.rate_limit_per_minute,
         rate_subject: found.key.id.0,
         key_id: Some(found.key.id),
+        expires_at: None,
         caller: Caller {
             tenant_id: found.key.tenant_id,
             actor: Actor {
@@ -363,15 +368,41 @@ async fn resolve_bearer(
         Subject::User { sub, .. } => sub.0,
         Subject::App { key, .. } => key.0,
     };
+    let expires_at = claims.expires_at();
+    let mut permissions = claims.permissions;
     let (actor, source_app, rate_limit) = match claims.subject {
-        Subject::User { sub, .. } => (
-            Actor {
-                kind: "user".into(),
-                id: sub.to_string(),
-            },
-            sent_app.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned()),
-            state.config.default_rate_limit_per_minute,
-        ),
+        Subject::User { sub, .. } => {
+            // The role is read again on every request: a member who was removed or
+            // demoted, or whose tenant was suspended, loses access at once, not when the
+            // token runs out.
+            let membership = state
+                .store
+                .user_memberships(sub)
+                .await?
+                .into_iter()
+                .find(|m| m.tenant.id == claims.tenant_id)
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "invalid_token",
+                        "you are no longer a member of this tenant",
+                    )
+                })?;
+            if !membership.tenant.active {
+                return Err(ApiError::unauthorized(
+                    "inactive_tenant",
+                    "tenant is not active",
+                ));
+            }
+            permissions = role_permissions(membership.role);
+            (
+                Actor {
+                    kind: "user".into(),
+                    id: sub.to_string(),
+                },
+                sent_app.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned()),
+                state.config.default_rate_limit_per_minute,
+            )
+        }
         Subject::App { key, app } => {
             // The key is checked on every use so revoking it ends its tokens at once.
             let found = state
@@ -402,13 +433,14 @@ async fn resolve_bearer(
         caller: Caller {
             tenant_id: claims.tenant_id,
             actor,
-            permissions: Permissions::new(claims.permissions),
+            permissions: Permissions::new(permissions),
             source_app,
             request_id: request_id(headers),
         },
         rate_subject,
         rate_limit,
         key_id: None,
+        expires_at: Some(expires_at),
     })
 }
 

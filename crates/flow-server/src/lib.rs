@@ -139,6 +139,7 @@ fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     );
     worker.lease = std::time::Duration::from_secs(state.config.worker_lease_secs);
     worker.settler = Some(queue::worker::Settler::start(state.store.clone()));
+    worker.claim_gate = Some(std::sync::Arc::default());
     let poll = std::time::Duration::from_millis(state.config.worker_poll_ms);
     let mut handles: Vec<_> = (0..state.config.worker_concurrency)
         .map(|_| {

@@ -53,6 +53,7 @@ impl LoginGuard {
 
     /// `Err(retry_after)` while the account or the address is locked.
     pub fn check(&self, email: &str, address: IpAddr) -> Result<(), Duration> {
+        let address = network_of(address);
         let now = Instant::now();
         let wait_account = remaining_lock(&self.accounts, email, now, self.window);
         let wait_address = remaining_lock(&self.addresses, &address, now, self.window);
@@ -64,6 +65,7 @@ impl LoginGuard {
 
     /// Counts a wrong password (or unknown account) for both the account and the address.
     pub fn record_failure(&self, email: &str, address: IpAddr) -> FailureVerdict {
+        let address = network_of(address);
         let now = Instant::now();
         let account = add_failure(
             &self.accounts,
@@ -82,6 +84,17 @@ impl LoginGuard {
     /// could otherwise reset its counter with an account of its own).
     pub fn record_success(&self, email: &str) {
         lock(&self.accounts).remove(email);
+    }
+}
+
+/// An IPv6 client controls its whole /64, so that is what counts as one address.
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
     }
 }
 
@@ -188,6 +201,21 @@ mod tests {
         assert!(guard.record_failure("c@x", HOME).burst);
         assert!(guard.check("d@x", HOME).is_err());
         assert!(guard.check("d@x", OTHER).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_address() {
+        let guard = LoginGuard::new(100, 2, Duration::from_secs(900));
+        guard.record_failure("a@x", "2001:db8::1".parse().unwrap());
+        assert!(
+            guard
+                .record_failure("b@x", "2001:db8::ffff:2".parse().unwrap())
+                .burst
+        );
+        assert!(guard.check("c@x", "2001:db8::3".parse().unwrap()).is_err());
+        assert!(guard
+            .check("c@x", "2001:db8:0:1::3".parse().unwrap())
+            .is_ok());
     }
 
     #[test]

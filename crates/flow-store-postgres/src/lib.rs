@@ -12,6 +12,7 @@
 //! listener per process turns those into local wake-ups. They are only wake-ups: the
 //! event log and the jobs table stay the source, so a missed notification loses nothing.
 
+mod key_cache;
 mod rows;
 mod tenant;
 #[cfg(feature = "testing")]
@@ -44,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_conversations.sql"),
     include_str!("../migrations/0003_settle_batch.sql"),
     include_str!("../migrations/0004_users.sql"),
+    include_str!("../migrations/0005_key_notices.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
@@ -53,6 +55,8 @@ const MIGRATION_LOCK: i64 = 0x0066_6c6f_776d_6967; // "flowmig"
 const EVENTS_CHANNEL: &str = "flow_events";
 /// Channel for "jobs were enqueued"; payload `instance`.
 const JOBS_CHANNEL: &str = "flow_jobs";
+/// Sent by triggers when an API key or a tenant changes (see `key_cache`).
+const KEYS_CHANNEL: &str = "flow_keys";
 
 /// Tuning for [`PgStore::open`].
 #[derive(Clone, Debug)]
@@ -91,6 +95,7 @@ pub struct PgStore {
     work: broadcast::Sender<()>,
     /// Tells this process's own notifications apart from other instances'.
     instance: Uuid,
+    keys: Arc<key_cache::KeyCache>,
 }
 
 impl PgStore {
@@ -119,6 +124,7 @@ impl PgStore {
             notices,
             work,
             instance: Uuid::new_v4(),
+            keys: Arc::default(),
         };
         Ok(store)
     }
@@ -147,7 +153,9 @@ impl PgStore {
     /// missed while disconnected is recovered by waking every reader afterwards.
     async fn listen_once(&self) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([EVENTS_CHANNEL, JOBS_CHANNEL]).await?;
+        listener
+            .listen_all([EVENTS_CHANNEL, JOBS_CHANNEL, KEYS_CHANNEL])
+            .await?;
         self.wake_everyone();
         loop {
             match listener.try_recv().await {
@@ -162,6 +170,10 @@ impl PgStore {
     }
 
     fn on_notification(&self, channel: &str, payload: &str) {
+        if channel == KEYS_CHANNEL {
+            self.keys.invalidate();
+            return;
+        }
         let mut parts = payload.split(' ');
         let from_us = parts.next() == Some(self.instance.to_string().as_str());
         if from_us {
@@ -185,6 +197,7 @@ impl PgStore {
 
     /// After a gap in listening: workers look for jobs and every log is re-read.
     fn wake_everyone(&self) {
+        self.keys.invalidate();
         let _ = self.work.send(());
         let _ = self.notices.send(CommitNotice::all_tenants());
     }
@@ -416,6 +429,7 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
+        self.keys.invalidate();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -431,7 +445,15 @@ impl Store for PgStore {
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyWithTenant>> {
-        self.find_key(Some(key_hash), None).await
+        if let Some(cached) = self.keys.get(key_hash) {
+            return Ok(Some(cached));
+        }
+        let generation = self.keys.generation();
+        let found = self.find_key(Some(key_hash), None).await?;
+        if let Some(found) = &found {
+            self.keys.insert(*key_hash, found.clone(), generation);
+        }
+        Ok(found)
     }
 
     async fn find_api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyWithTenant>> {

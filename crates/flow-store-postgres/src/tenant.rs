@@ -30,6 +30,8 @@ pub struct PgTenant {
     tx: Option<Transaction<'static, Postgres>>,
     store: PgStore,
     appended: Vec<LoggedEvent>,
+    /// A key was revoked: the store's key cache is dropped once this commits.
+    keys_changed: bool,
 }
 
 impl PgTenant {
@@ -62,6 +64,7 @@ impl PgTenant {
             tx: Some(tx),
             store: store.clone(),
             appended: Vec::new(),
+            keys_changed: false,
         })
     }
 
@@ -832,7 +835,9 @@ impl TenantTx for PgTenant {
                 .bind(tenant)
                 .bind(id.0),
         )
-        .await
+        .await?;
+        self.keys_changed = true;
+        Ok(())
     }
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()> {
@@ -1030,6 +1035,88 @@ impl TenantTx for PgTenant {
         Ok((rows::job(&row)?, false))
     }
 
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<(Job, bool)>> {
+        if jobs.len() < 2 {
+            let mut enqueued = Vec::with_capacity(1);
+            for job in jobs {
+                enqueued.push(self.enqueue_job(job).await?);
+            }
+            return Ok(enqueued);
+        }
+        let tenant = self.tenant.0;
+        let at = now();
+        let ids: Vec<Uuid> = jobs.iter().map(|_| JobId::new().0).collect();
+        // One statement for the whole batch: columns as arrays, unnested into rows.
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority,
+                 state, max_attempts, run_at, idempotency_key, created_at, updated_at)
+             SELECT t.id, $1, t.queue, t.kind, t.payload, t.priority, t.queue_priority, 'ready',
+                    t.max_attempts, t.run_at, t.idempotency_key, $2, $2
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::int[],
+                         $9::int[], $10::timestamptz[], $11::text[])
+                  WITH ORDINALITY AS t(id, queue, kind, payload, priority, queue_priority,
+                                       max_attempts, run_at, idempotency_key, ord)
+             ORDER BY t.ord
+             ON CONFLICT (tenant_id, queue, idempotency_key) WHERE idempotency_key IS NOT NULL
+                 DO NOTHING
+             RETURNING *",
+        )
+        .bind(tenant)
+        .bind(at)
+        .bind(&ids)
+        .bind(jobs.iter().map(|j| j.queue.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.kind.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.queue_priority).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.max_attempts as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.idempotency_key.clone())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(self.conn())
+        .await
+        .map_err(map_err)?;
+        let mut by_id: std::collections::HashMap<Uuid, Job> = inserted
+            .iter()
+            .map(|row| rows::job(row).map(|job| (job.id.0, job)))
+            .collect::<StoreResult<_>>()?;
+        if !by_id.is_empty() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(JOBS_CHANNEL)
+                .bind(self.store.instance.to_string())
+                .execute(self.conn())
+                .await
+                .map_err(map_err)?;
+        }
+        let mut enqueued = Vec::with_capacity(jobs.len());
+        for (job, id) in jobs.iter().zip(ids) {
+            match by_id.remove(&id) {
+                Some(created) => enqueued.push((created, true)),
+                // An idempotency key seen before (possibly earlier in this batch).
+                None => {
+                    let row = sqlx::query(
+                        "SELECT * FROM jobs WHERE tenant_id = $1 AND queue = $2 AND idempotency_key = $3",
+                    )
+                    .bind(tenant)
+                    .bind(&job.queue)
+                    .bind(&job.idempotency_key)
+                    .fetch_one(self.conn())
+                    .await
+                    .map_err(map_err)?;
+                    enqueued.push((rows::job(&row)?, false));
+                }
+            }
+        }
+        Ok(enqueued)
+    }
+
     async fn set_job_progress(
         &mut self,
         id: JobId,
@@ -1166,6 +1253,11 @@ impl TenantTx for PgTenant {
             return Ok(());
         };
         tx.commit().await.map_err(map_err)?;
+        if self.keys_changed {
+            // This instance's next request must not find the old key in its cache; the
+            // trigger's notice does the same for the other instances.
+            self.store.keys.invalidate();
+        }
         let appended = std::mem::take(&mut self.appended);
         if !appended.is_empty() {
             self.store.announce(CommitNotice {

@@ -294,3 +294,91 @@ async fn migrating_leaves_functions_of_others_in_the_schema_alone() {
     store.create_tenant("T", "t").await.unwrap();
     store.close().await;
 }
+
+/// The key cache: a revoked key or a deactivated tenant is refused at once by the
+/// instance that made the change and, through the NOTIFY, shortly by every other.
+#[tokio::test]
+async fn cached_keys_are_forgotten_when_revoked_here_or_elsewhere() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let here = app_store(&db, PgOptions::default()).await;
+    let elsewhere = app_store(&db, PgOptions::default()).await;
+    // Both listen; a listener drops the cache when it connects, so give them time to
+    // connect before the changes: what follows must come from the notices.
+    here.listen();
+    elsewhere.listen();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let tenant = here.create_tenant("Keys", "keys").await.unwrap().id;
+    let mut tx = here.begin(tenant).await.unwrap();
+    let key = tx
+        .insert_api_key(&flow_store::NewApiKey {
+            name: "k".into(),
+            prefix: "flow_sk_k".into(),
+            key_hash: [3; 32],
+            permissions: vec!["*".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 60,
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let active = |store: PgStore| async move {
+        let found = store.find_api_key(&[3; 32]).await.unwrap().unwrap();
+        found.key.active && found.tenant_active
+    };
+    // Both instances have looked the key up (and cached it).
+    assert!(active(here.clone()).await && active(elsewhere.clone()).await);
+    let eventually_refused = |store: PgStore| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while active(store.clone()).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change never arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+
+    let mut tx = here.begin(tenant).await.unwrap();
+    tx.revoke_api_key(key.id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        !active(here.clone()).await,
+        "the revoking instance refuses at once"
+    );
+    eventually_refused(elsewhere.clone()).await;
+
+    // A deactivated tenant likewise, changed the other way round: the key row itself is
+    // unchanged, the tenants trigger sends the notice.
+    let mut tx = here.begin(tenant).await.unwrap();
+    tx.insert_api_key(&flow_store::NewApiKey {
+        name: "k2".into(),
+        prefix: "flow_sk_k2".into(),
+        key_hash: [4; 32],
+        permissions: vec!["*".into()],
+        allowed_apps: vec!["*".into()],
+        rate_limit_per_minute: 60,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let second_active = |store: PgStore| async move {
+        let found = store.find_api_key(&[4; 32]).await.unwrap().unwrap();
+        found.tenant_active
+    };
+    assert!(second_active(here.clone()).await && second_active(elsewhere.clone()).await);
+    elsewhere.set_tenant_active(tenant, false).await.unwrap();
+    assert!(!second_active(elsewhere.clone()).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while second_active(here.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    here.close().await;
+    elsewhere.close().await;
+}

@@ -348,6 +348,7 @@ pub async fn run(store: &dyn Store) {
     drop(read);
 
     users(store, a.id, b.id).await;
+    batch_enqueue(store, a.id, b.id).await;
 
     // An inactive tenant shows in the key lookup.
     store.set_tenant_active(a.id, false).await.unwrap();
@@ -467,4 +468,53 @@ async fn users(store: &dyn Store, a: TenantId, b: TenantId) {
         store.use_refresh_token(&[2; 32], now()).await.unwrap(),
         RefreshTokenUse::Invalid
     ));
+}
+
+/// Many jobs in one call: answered in order, idempotency keys honoured within the batch,
+/// against earlier jobs, and per tenant.
+async fn batch_enqueue(store: &dyn Store, a: TenantId, b: TenantId) {
+    let job = |n: u32, key: Option<&str>| crate::NewJob {
+        queue: "batch".into(),
+        queue_priority: 1,
+        kind: "ping".into(),
+        payload: json!({ "n": n }),
+        priority: n as i32,
+        run_at: now(),
+        max_attempts: 2,
+        idempotency_key: key.map(str::to_owned),
+    };
+    let mut tx = store.begin(a).await.unwrap();
+    let first = tx.enqueue_jobs(&[job(0, Some("k1"))]).await.unwrap();
+    assert!(first[0].1);
+    let batch = tx
+        .enqueue_jobs(&[
+            job(1, None),
+            job(2, Some("k1")),
+            job(3, Some("k2")),
+            job(4, Some("k2")),
+        ])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let created: Vec<bool> = batch.iter().map(|(_, new)| *new).collect();
+    assert_eq!(created, [true, false, true, false]);
+    assert_eq!(batch[0].0.payload, json!({ "n": 1 }));
+    assert_eq!(batch[0].0.priority, 1);
+    assert_eq!(
+        batch[1].0.id, first[0].0.id,
+        "an earlier job's key returns that job"
+    );
+    assert_eq!(
+        batch[3].0.id, batch[2].0.id,
+        "a key repeated within the batch"
+    );
+    assert_eq!(batch[2].0.payload, json!({ "n": 3 }));
+    // B's keys are B's own.
+    let mut tx = store.begin(b).await.unwrap();
+    let other = tx
+        .enqueue_jobs(&[job(5, Some("k1")), job(6, None)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(other.iter().all(|(job, new)| *new && job.tenant_id == b));
 }

@@ -283,6 +283,15 @@ pub trait TenantTx: TenantRead {
     /// Enqueues a job, or returns the job enqueued earlier with the same idempotency key
     /// (then `false`).
     async fn enqueue_job(&mut self, job: &NewJob) -> StoreResult<(Job, bool)>;
+    /// Enqueues several jobs, answering in their order as [`TenantTx::enqueue_job`] does;
+    /// a backend may write them in one statement.
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<(Job, bool)>> {
+        let mut enqueued = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            enqueued.push(self.enqueue_job(job).await?);
+        }
+        Ok(enqueued)
+    }
     /// Records progress of a running job.
     async fn set_job_progress(
         &mut self,

@@ -425,10 +425,11 @@ async fn enqueue_jobs(
         requests.push(request);
     }
     let mut work = Work::begin(&*state.store, &caller).await?;
-    let mut jobs = Vec::with_capacity(requests.len());
-    for request in requests {
-        jobs.push(queue::enqueue_in(work.tx(), request).await?.0);
-    }
+    let jobs = queue::enqueue_many_in(work.tx(), requests)
+        .await?
+        .into_iter()
+        .map(|(job, _)| job)
+        .collect();
     work.commit().await?;
     state.work_signal.notify();
     Ok((StatusCode::ACCEPTED, Json(jobs)))

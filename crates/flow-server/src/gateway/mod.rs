@@ -62,7 +62,8 @@ struct ConnectParams {
 }
 
 /// The caller of a WebSocket connection, from whichever credential it brought.
-struct SocketCaller(Caller);
+/// The caller of a WebSocket connection and when its credential expires.
+struct SocketCaller(Caller, Option<DateTime<Utc>>);
 
 impl FromRequestParts<AppState> for SocketCaller {
     type Rejection = ApiError;
@@ -74,8 +75,10 @@ impl FromRequestParts<AppState> for SocketCaller {
         let Query(params) = Query::<ConnectParams>::from_request_parts(parts, state)
             .await
             .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))?;
-        let caller = match &params.token {
-            Some(token) if !jwt::looks_like_jwt(token) => caller_from_token(state, token).await?,
+        let caller: (Caller, Option<DateTime<Utc>>) = match &params.token {
+            Some(token) if !jwt::looks_like_jwt(token) => {
+                (caller_from_token(state, token).await?, None)
+            }
             _ => {
                 let mut headers = parts.headers.clone();
                 if let Some(access_token) = &params.token {
@@ -110,10 +113,10 @@ impl FromRequestParts<AppState> for SocketCaller {
                         "rate limit exceeded",
                     ));
                 }
-                resolved.caller
+                (resolved.caller, resolved.expires_at)
             }
         };
-        Ok(Self(caller))
+        Ok(Self(caller.0, caller.1))
     }
 }
 
@@ -177,7 +180,7 @@ async fn caller_from_token(state: &AppState, token: &str) -> ApiResult<Caller> {
         (status = 426, body = ErrorBody), (status = "4XX", body = ErrorBody)))]
 async fn connect(
     State(state): State<AppState>,
-    SocketCaller(caller): SocketCaller,
+    SocketCaller(caller, expires_at): SocketCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     caller.require("read", "events")?;
@@ -199,7 +202,7 @@ async fn connect(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| socket::serve(socket, state, caller)))
+        .on_upgrade(move |socket| socket::serve(socket, state, caller, expires_at)))
 }
 
 /// A connection token.

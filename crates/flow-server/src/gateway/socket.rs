@@ -68,7 +68,15 @@ impl Subscription {
 }
 
 /// Runs a connection until either side closes it or the server shuts down.
-pub async fn serve(socket: WebSocket, state: AppState, caller: Caller) {
+/// A socket opened with a token closes when the token expires (1008), so a signed-out
+/// or removed user's socket does not outlive the credential; the client reconnects
+/// with a fresh one and resumes.
+pub async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    caller: Caller,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) {
     let app = caller.source_app.clone();
     let tenant = caller.tenant_id;
     let live = match state.hub.subscribe(tenant).await {
@@ -92,6 +100,7 @@ pub async fn serve(socket: WebSocket, state: AppState, caller: Caller) {
     let writer = Writer {
         state: state.clone(),
         caller: caller.clone(),
+        expires_at,
         sink,
         control: control_rx,
         live,
@@ -205,6 +214,7 @@ async fn read_frames(
 struct Writer {
     state: AppState,
     caller: Caller,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
     sink: SplitSink<WebSocket, Message>,
     control: mpsc::Receiver<Control>,
     live: broadcast::Receiver<Arc<EventFrame>>,
@@ -243,6 +253,11 @@ impl Writer {
         // the replay or a catch-up sends them.
         let grace = tokio::time::sleep(RESUME_GRACE);
         tokio::pin!(grace);
+        let until_expiry = self
+            .expires_at
+            .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+        let expiry = tokio::time::sleep(until_expiry.unwrap_or(Duration::from_secs(86_400 * 365)));
+        tokio::pin!(expiry);
         let mut live_open = false;
         let mut held_back: Option<i64> = None;
         loop {
@@ -250,6 +265,9 @@ impl Writer {
                 biased;
                 () = shutdown.cancelled() => {
                     return self.close(close_code::AWAY, "server shutting down").await;
+                }
+                () = &mut expiry, if until_expiry.is_some() => {
+                    return self.close(close_code::POLICY, "credential expired: reconnect with a fresh token").await;
                 }
                 control = self.control.recv() => match control {
                     None => return Err(Stop),

@@ -58,7 +58,7 @@ enum ClientFrame {
 pub(super) async fn connect(
     State(state): State<AppState>,
     ApiPath(session_id): ApiPath<String>,
-    SocketCaller(caller): SocketCaller,
+    SocketCaller(caller, _): SocketCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     caller.require("execute", "voice")?;

@@ -104,8 +104,24 @@ impl Enqueue {
 /// Enqueues inside the caller's transaction, so a job and the change that asks for it
 /// commit together. Returns the job and whether it is new (not an idempotent repeat).
 pub async fn enqueue_in(tx: &mut dyn TenantTx, request: Enqueue) -> ApiResult<(Job, bool)> {
+    Ok(tx.enqueue_job(&new_job(request)?).await?)
+}
+
+/// Like [`enqueue_in`] for many jobs at once (one statement where the backend can).
+pub async fn enqueue_many_in(
+    tx: &mut dyn TenantTx,
+    requests: Vec<Enqueue>,
+) -> ApiResult<Vec<(Job, bool)>> {
+    let jobs = requests
+        .into_iter()
+        .map(new_job)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(tx.enqueue_jobs(&jobs).await?)
+}
+
+fn new_job(request: Enqueue) -> ApiResult<NewJob> {
     let def = queue(request.queue)?;
-    let job = NewJob {
+    Ok(NewJob {
         queue: def.name.to_owned(),
         queue_priority: def.priority,
         kind: request.kind,
@@ -114,8 +130,7 @@ pub async fn enqueue_in(tx: &mut dyn TenantTx, request: Enqueue) -> ApiResult<(J
         run_at: request.run_at,
         max_attempts: request.max_attempts.unwrap_or(def.max_retries + 1).max(1),
         idempotency_key: request.idempotency_key,
-    };
-    Ok(tx.enqueue_job(&job).await?)
+    })
 }
 
 /// Enqueues one job for the caller in its own transaction, with an audit entry naming

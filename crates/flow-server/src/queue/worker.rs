@@ -229,6 +229,10 @@ pub struct Worker {
     /// Shares settlement statements with the process's other workers; without one each
     /// attempt is settled on its own (as the step-by-step tests do).
     pub settler: Option<Settler>,
+    /// Lets one of the process's workers claim at a time. Concurrent claims from one
+    /// process only fight over the head of the ready index (each skipping the rows the
+    /// others just locked); one at a time, each claim is short and takes a whole batch.
+    pub claim_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Worker {
@@ -246,6 +250,7 @@ impl Worker {
             metrics,
             lease: Duration::from_secs(60),
             settler: None,
+            claim_gate: None,
         }
     }
 
@@ -260,6 +265,10 @@ impl Worker {
 
     /// Takes up to `limit` due jobs and runs them one after another.
     pub async fn try_execute_batch(&self, limit: u32) -> Result<Vec<ExecutionOutcome>, StoreError> {
+        let gate = match &self.claim_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
         let now = self.clock.now();
         let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
         let jobs = self
@@ -271,6 +280,7 @@ impl Worker {
                 limit,
             })
             .await?;
+        drop(gate);
         let mut steps = Vec::with_capacity(jobs.len());
         let mut held: Vec<(JobId, u32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
         for job in jobs {

@@ -173,9 +173,23 @@ pub struct AppToken {
 const MIN_PASSWORD: usize = 10;
 const MAX_PASSWORD: usize = 256;
 
+/// Argon2 takes 19 MiB and ~20 ms of CPU per hash: a flood of sign-ins must queue here
+/// rather than fill the blocking pool (and memory) with hundreds of them.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores * 2)
+    })
+}
+
 /// Hashes a password with argon2id (OWASP's parameters, the crate's defaults).
 pub async fn hash_password(password: &str) -> ApiResult<String> {
     check_password(password)?;
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let password = password.to_owned();
     // About 20 ms of CPU: off the async threads.
     tokio::task::spawn_blocking(move || {
@@ -204,6 +218,10 @@ async fn verify_password(password: &str, stored: Option<String>) -> ApiResult<bo
     // timing does not tell which emails have accounts.
     static DECOY: OnceLock<String> = OnceLock::new();
     let known = stored.is_some();
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
         let stored = stored.unwrap_or_else(|| {
@@ -256,6 +274,13 @@ pub async fn create_account(
 /// `POST /auth/login`: checks the password, slowing guessing, and opens a session.
 pub async fn login(state: &AppState, client: IpAddr, input: Login) -> ApiResult<Session> {
     let email = input.email.trim().to_lowercase();
+    if email.len() > 254 || input.password.len() > 1024 {
+        // No account has such an email; nothing worth counting or hashing.
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "email or password is wrong",
+        ));
+    }
     if let Err(wait) = state.login_guard.check(&email, client) {
         return Err(too_many_attempts(wait));
     }
@@ -499,9 +524,25 @@ pub async fn list_members(store: &dyn Store, caller: &Caller) -> ApiResult<Vec<M
     Ok(super::read(store, caller).await?.list_members().await?)
 }
 
+/// Nobody hands on rights they do not hold: a key (or token) with `admin:keys` alone
+/// cannot mint a `*` key, nor one with `admin:users` make someone an admin.
+fn require_covered(caller: &Caller, grants: &[String]) -> ApiResult<()> {
+    match grants
+        .iter()
+        .find(|grant| !caller.permissions.covers(grant))
+    {
+        Some(grant) => Err(ApiError::forbidden(
+            "permission_denied",
+            format!("the caller does not hold {grant:?}, so it cannot grant it"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `POST /users`: adds someone to the tenant, creating the account when the email is new.
 pub async fn add_member(store: &dyn Store, caller: &Caller, input: AddMember) -> ApiResult<Member> {
     caller.require("admin", "users")?;
+    require_covered(caller, &role_permissions(input.role))?;
     let email = validate::email(&input.email)?;
     let user = match store.find_user_credentials(&email).await? {
         Some(existing) => existing.user,
@@ -553,12 +594,14 @@ pub async fn update_member(
     input: UpdateMember,
 ) -> ApiResult<Member> {
     caller.require("admin", "users")?;
+    require_covered(caller, &role_permissions(input.role))?;
     let mut work = Work::begin(store, caller).await?;
     let before = work
         .tx()
         .get_member(user)
         .await
         .map_err(|e| ApiError::from_store("user", e))?;
+    require_covered(caller, &role_permissions(before.role))?;
     if before.role == Role::Admin && input.role != Role::Admin {
         keep_an_admin(&mut work, user).await?;
     }
@@ -586,6 +629,7 @@ pub async fn remove_member(store: &dyn Store, caller: &Caller, user: UserId) -> 
         .get_member(user)
         .await
         .map_err(|e| ApiError::from_store("user", e))?;
+    require_covered(caller, &role_permissions(before.role))?;
     if before.role == Role::Admin {
         keep_an_admin(&mut work, user).await?;
     }
@@ -654,6 +698,7 @@ pub async fn create_key(
     if !(1..=1_000_000).contains(&rate_limit) {
         return Err(ApiError::validation("rateLimitPerMinute must be 1-1000000"));
     }
+    require_covered(caller, &input.permissions)?;
     let generated = auth::generate_key();
     let mut work = Work::begin(store, caller).await?;
     let key = work

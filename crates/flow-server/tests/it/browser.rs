@@ -216,10 +216,19 @@ fn lead_row(first_name: &str) -> String {
 
 async fn sign_in(browser: &Browser, base: &str, email: &str, password: &str) {
     browser.client.goto(&format!("{base}/")).await.unwrap();
-    browser.until("document.querySelector('#login-form')").await;
+    browser.until(LOGIN_SHOWN).await;
     browser.fill("#login-email", email).await;
     browser.fill("#login-password", password).await;
-    browser.click("#login-submit").await;
+    // Enter in the password field submits: the form works from the keyboard.
+    browser
+        .client
+        .find(Locator::Css("#login-password"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    browser.until(APP_SHOWN).await;
     browser
         .until("document.querySelector('#leads-table')")
         .await;
@@ -227,6 +236,10 @@ async fn sign_in(browser: &Browser, base: &str, email: &str, password: &str) {
         .until("document.querySelector('#conn-status')?.dataset.state === 'live'")
         .await;
 }
+
+/// The sign-in screen and the app are both in the page; `hidden` tells which one shows.
+const LOGIN_SHOWN: &str = "document.querySelector('#login-view')?.hidden === false";
+const APP_SHOWN: &str = "document.querySelector('#app-shell')?.hidden === false";
 
 #[tokio::test]
 async fn the_dashboard_works_end_to_end_in_a_real_browser() {
@@ -248,7 +261,7 @@ async fn the_dashboard_works_end_to_end_in_a_real_browser() {
 
     // A wrong password shows an error and no dashboard.
     browser.client.goto(&format!("{base}/")).await.unwrap();
-    browser.until("document.querySelector('#login-form')").await;
+    browser.until(LOGIN_SHOWN).await;
     browser.screenshot("01-sign-in").await;
     browser.fill("#login-email", "ada@example.com").await;
     browser.fill("#login-password", "not the password").await;
@@ -422,6 +435,13 @@ async fn the_dashboard_works_end_to_end_in_a_real_browser() {
         .await;
     browser.until(&lead_row("OnlyInB")).await;
     assert_eq!(browser.value(&lead_row("Browsed")).await, json!(false));
+    // Ada is a viewer in B: nothing there can be changed.
+    browser
+        .until("document.querySelector('#new-lead-submit')?.disabled === true")
+        .await;
+    browser
+        .until("[...document.querySelectorAll('select[data-status-for]')].every(s => s.disabled)")
+        .await;
     browser.screenshot("08-tenant-b").await;
 
     // A phone-sized screen: no sideways scrolling of the page.
@@ -442,15 +462,17 @@ async fn the_dashboard_works_end_to_end_in_a_real_browser() {
         .value("localStorage.getItem('flow.refreshToken')")
         .await;
     browser.click("#sign-out").await;
-    browser.until("document.querySelector('#login-form')").await;
-    app.call(
-        reqwest::Method::POST,
-        "/auth/refresh",
-        None,
-        Some(json!({ "refreshToken": refresh })),
-    )
-    .await
-    .expect_error(401, "invalid_refresh_token");
+    browser.until(LOGIN_SHOWN).await;
+    assert_eq!(browser.value(APP_SHOWN).await, json!(false));
+    let after = app
+        .call(
+            reqwest::Method::POST,
+            "/auth/refresh",
+            None,
+            Some(json!({ "refreshToken": refresh })),
+        )
+        .await;
+    assert_eq!(after.status, 401, "{}", after.body);
     browser.client.clone().close().await.unwrap();
 }
 
@@ -470,7 +492,11 @@ async fn the_first_load_is_fast_on_a_slow_connection() {
         .goto(&format!("http://{}/", app.address))
         .await
         .unwrap();
-    browser.until("document.querySelector('#login-form')").await;
+    // Usable: the script ran and showed the sign-in; loaded: the load event has ended.
+    browser.until(LOGIN_SHOWN).await;
+    browser
+        .until("performance.getEntriesByType('navigation')[0].loadEventEnd > 0")
+        .await;
     let load_ms = browser
         .value("performance.getEntriesByType('navigation')[0].loadEventEnd")
         .await

@@ -657,6 +657,33 @@ async fn a_signed_in_user_connects_with_the_access_token_and_sees_only_its_tenan
 }
 
 #[tokio::test]
+async fn a_socket_opened_with_a_token_closes_when_the_token_expires() {
+    let app = spawn_app_with(|config| config.access_token_ttl_secs = 2).await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", flow_store::Role::Viewer)
+        .await;
+    let session = app.sign_in("ada@example.com", &password).await;
+    let token = session["accessToken"].as_str().unwrap();
+    let mut client = try_connect(&app, Credential::Query(format!("token={token}")), None)
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed when the token expired")
+    .expect("a close frame");
+    assert_eq!(closed.code, CloseCode::Policy);
+    assert!(closed.reason.contains("expired"), "{}", closed.reason);
+}
+
+#[tokio::test]
 async fn malformed_frames_get_error_frames_and_the_socket_lives_on() {
     let app = spawn_app().await;
     let mut socket = connect(&app, &app.a.key, None).await;

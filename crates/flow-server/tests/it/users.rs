@@ -389,6 +389,15 @@ async fn admins_manage_members_and_api_keys_of_their_tenant() {
     .await
     .expect_error(422, "validation_failed");
     let cy_path = format!("/users/{}", member["id"].as_str().unwrap());
+    let cy = app.sign_in("cy@example.com", "cy's long password").await;
+    app.bearer(
+        Method::POST,
+        "/leads",
+        access(&cy),
+        Some(json!({ "firstName": "Cys" })),
+    )
+    .await
+    .expect(201);
     let changed = app
         .bearer(
             Method::PATCH,
@@ -400,9 +409,22 @@ async fn admins_manage_members_and_api_keys_of_their_tenant() {
         .expect(200)
         .body;
     assert_eq!(changed["role"], "viewer");
+    // Demoted while signed in: the very next request has a viewer's rights.
+    app.bearer(
+        Method::POST,
+        "/leads",
+        access(&cy),
+        Some(json!({ "firstName": "Cys" })),
+    )
+    .await
+    .expect_error(403, "permission_denied");
     app.bearer(Method::DELETE, &cy_path, token, None)
         .await
         .expect(204);
+    // Removed: the access token Cy still holds stops working at once.
+    app.bearer(Method::GET, "/leads", access(&cy), None)
+        .await
+        .expect_error(401, "invalid_token");
     app.login("cy@example.com", "cy's long password")
         .await
         .expect_error(403, "no_tenant");
@@ -663,4 +685,105 @@ async fn the_dashboard_is_served_from_the_binary() {
         total += body.len();
     }
     assert!(total < 300 * 1024, "the dashboard weighs {total} bytes");
+}
+
+#[tokio::test]
+async fn nobody_grants_rights_they_do_not_hold() {
+    let app = spawn_app().await;
+    let keys_only = app
+        .key_for_a(KeySpec {
+            name: "key admin".into(),
+            permissions: vec!["admin:keys".into(), "read:leads".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let wider = json!({ "name": "wider", "permissions": ["*"] });
+    app.post("/api-keys", &keys_only, wider.clone())
+        .await
+        .expect_error(403, "permission_denied");
+    app.post(
+        "/api-keys",
+        &keys_only,
+        json!({ "name": "same", "permissions": ["read:leads"] }),
+    )
+    .await
+    .expect(201);
+    // Nor through a short-lived token minted from it.
+    let minted = app
+        .post(
+            "/auth/app-token",
+            &keys_only,
+            json!({ "sourceApp": "flow-web" }),
+        )
+        .await
+        .expect(201)
+        .body;
+    app.bearer(
+        Method::POST,
+        "/api-keys",
+        minted["token"].as_str().unwrap(),
+        Some(wider),
+    )
+    .await
+    .expect_error(403, "permission_denied");
+
+    let users_only = app
+        .key_for_a(KeySpec {
+            name: "people".into(),
+            permissions: vec![
+                "admin:users".into(),
+                "read:*".into(),
+                "write:*".into(),
+                "execute:*".into(),
+            ],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let admin = json!({ "email": "root@example.com", "name": "Root", "password": "long enough pw", "role": "admin" });
+    app.post("/users", &users_only, admin)
+        .await
+        .expect_error(403, "permission_denied");
+    let added = app
+        .post(
+            "/users",
+            &users_only,
+            json!({ "email": "u@example.com", "name": "U", "password": "long enough pw", "role": "user" }),
+        )
+        .await
+        .expect(201)
+        .body;
+    let path = format!("/users/{}", added["id"].as_str().unwrap());
+    app.patch(&path, &users_only, json!({ "role": "admin" }))
+        .await
+        .expect_error(403, "permission_denied");
+    // An admin cannot be demoted or removed by someone less than admin.
+    let boss_password = app
+        .user_in(&app.a.tenant, "boss@example.com", Role::Admin)
+        .await;
+    let boss = app.sign_in("boss@example.com", &boss_password).await;
+    let boss_path = format!("/users/{}", boss["user"]["id"].as_str().unwrap());
+    app.delete(&boss_path, &users_only)
+        .await
+        .expect_error(403, "permission_denied");
+}
+
+#[tokio::test]
+async fn a_suspended_tenant_refuses_its_users_tokens_at_once() {
+    let app = spawn_app().await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", Role::Admin)
+        .await;
+    let session = app.sign_in("ada@example.com", &password).await;
+    app.store
+        .set_tenant_active(app.a.tenant.id, false)
+        .await
+        .unwrap();
+    app.bearer(Method::GET, "/leads", access(&session), None)
+        .await
+        .expect_error(401, "inactive_tenant");
+    refresh(&app, refresh_token(&session), None)
+        .await
+        .expect_error(403, "no_tenant");
 }
