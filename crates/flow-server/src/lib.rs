@@ -202,6 +202,9 @@ async fn upkeep(state: AppState) {
         if let Err(error) = state.store.prune_jobs(cutoff).await {
             tracing::warn!(%error, "pruning finished jobs failed");
         }
+        if let Err(error) = state.store.prune_refresh_tokens(chrono::Utc::now()).await {
+            tracing::warn!(%error, "pruning expired refresh tokens failed");
+        }
         if !first_round {
             schedule_rollups(&state).await;
         }

@@ -587,6 +587,15 @@ impl Store for PgStore {
         }
     }
 
+    async fn prune_refresh_tokens(&self, at: DateTime<Utc>) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(map_err)
+    }
+
     async fn revoke_refresh_family(
         &self,
         family_id: uuid::Uuid,

@@ -881,6 +881,15 @@ impl TenantTx for PgTenant {
         .map(drop)
     }
 
+    async fn lock_members(&mut self) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        self.execute(
+            sqlx::query("SELECT 1 FROM memberships WHERE tenant_id = $1 FOR UPDATE").bind(tenant),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn delete_member(&mut self, user: UserId) -> StoreResult<()> {
         let tenant = self.tenant.0;
         self.execute_one(

@@ -316,6 +316,15 @@ impl Store for SqliteStore {
         Ok(previously_spent.map_or(RefreshTokenUse::Invalid, RefreshTokenUse::Reused))
     }
 
+    async fn prune_refresh_tokens(&self, at: DateTime<Utc>) -> StoreResult<u64> {
+        let writer = self.pool.writer_autocommit().await?;
+        writer
+            .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at < ?1")
+            .and_then(|mut s| s.execute(params![micros(at)]))
+            .map(|n| n as u64)
+            .map_err(map_err)
+    }
+
     async fn revoke_refresh_family(
         &self,
         family_id: uuid::Uuid,

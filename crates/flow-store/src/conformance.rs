@@ -468,6 +468,9 @@ async fn users(store: &dyn Store, a: TenantId, b: TenantId) {
         store.use_refresh_token(&[2; 32], now()).await.unwrap(),
         RefreshTokenUse::Invalid
     ));
+    // Only the expired token goes; the spent one stays until it expires.
+    assert_eq!(store.prune_refresh_tokens(now()).await.unwrap(), 1);
+    assert_eq!(store.prune_refresh_tokens(now()).await.unwrap(), 0);
 }
 
 /// Many jobs in one call: answered in order, idempotency keys honoured within the batch,

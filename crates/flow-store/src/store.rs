@@ -83,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<RefreshTokenUse>;
 
+    /// Deletes refresh tokens that expired before `now` (spent ones are kept until then,
+    /// so their reuse is still recognised).
+    async fn prune_refresh_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Revokes every token of a sign-in (logout, or reuse of a spent token).
     async fn revoke_refresh_family(
         &self,
@@ -266,6 +270,12 @@ pub trait TenantTx: TenantRead {
     async fn upsert_member(&mut self, user: UserId, role: Role) -> StoreResult<()>;
     /// Removes the user from this tenant; `NotFound` if not a member.
     async fn delete_member(&mut self, user: UserId) -> StoreResult<()>;
+    /// Locks the tenant's memberships until commit, so a check across them (the last
+    /// admin) cannot race another change. A backend whose writers are serialised anyway
+    /// needs nothing.
+    async fn lock_members(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> StoreResult<()>;
 

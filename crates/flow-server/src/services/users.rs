@@ -648,6 +648,8 @@ pub async fn remove_member(store: &dyn Store, caller: &Caller, user: UserId) -> 
 }
 
 async fn keep_an_admin(work: &mut Work<'_>, leaving: UserId) -> ApiResult<()> {
+    // Two admins demoting each other at once must not both succeed.
+    work.tx().lock_members().await?;
     let admins = work
         .tx()
         .list_members()

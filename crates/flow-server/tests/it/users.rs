@@ -787,3 +787,45 @@ async fn a_suspended_tenant_refuses_its_users_tokens_at_once() {
         .await
         .expect_error(403, "no_tenant");
 }
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let app = spawn_app().await;
+    let mut sessions = Vec::new();
+    for email in ["one@example.com", "two@example.com"] {
+        let password = app.user_in(&app.a.tenant, email, Role::Admin).await;
+        sessions.push(app.sign_in(email, &password).await);
+    }
+    let path = |session: &Value| format!("/users/{}", session["user"]["id"].as_str().unwrap());
+    let (one_path, two_path) = (path(&sessions[0]), path(&sessions[1]));
+    let demote_one = app.bearer(
+        Method::PATCH,
+        &one_path,
+        access(&sessions[1]),
+        Some(json!({ "role": "user" })),
+    );
+    let demote_two = app.bearer(
+        Method::PATCH,
+        &two_path,
+        access(&sessions[0]),
+        Some(json!({ "role": "user" })),
+    );
+    let (one, two) = tokio::join!(demote_one, demote_two);
+    let mut statuses = [one.status.as_u16(), two.status.as_u16()];
+    statuses.sort();
+    // The loser is refused either as the last admin or, demoted already, as a non-admin.
+    assert!(
+        statuses == [200, 403] || statuses == [200, 409],
+        "{statuses:?}: {} / {}",
+        one.body,
+        two.body
+    );
+    let members = app.get("/users", &app.a.key).await.expect(200).body;
+    let admins = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "admin")
+        .count();
+    assert_eq!(admins, 1, "{members}");
+}
