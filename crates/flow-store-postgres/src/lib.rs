@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_settle_batch.sql"),
     include_str!("../migrations/0004_users.sql"),
     include_str!("../migrations/0005_key_notices.sql"),
+    include_str!("../migrations/0006_stable_job_plans.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
