@@ -8,7 +8,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use flow_store::{Actor, ApiKeyId, Role, TenantId};
+use flow_store::{Actor, ApiKeyId, Role, StoreResult, TenantId, UserId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -260,6 +260,41 @@ fn set_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
     headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+}
+
+/// Whether the credential behind `caller` still holds: its API key (presented directly
+/// or behind an app token) active, or its user still a member of the tenant, and the
+/// tenant active. Sockets outlive the request that opened them, so they ask this at
+/// every heartbeat.
+pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreResult<bool> {
+    match caller.actor.kind.as_str() {
+        "api_key" | "app_token" => {
+            let Ok(id) = caller.actor.id.parse::<ApiKeyId>() else {
+                return Ok(false);
+            };
+            Ok(state
+                .store
+                .find_api_key_by_id(id)
+                .await?
+                .is_some_and(|found| {
+                    found.key.active
+                        && found.tenant_active
+                        && found.key.tenant_id == caller.tenant_id
+                }))
+        }
+        "user" => {
+            let Ok(id) = caller.actor.id.parse::<UserId>() else {
+                return Ok(false);
+            };
+            Ok(state
+                .store
+                .user_memberships(id)
+                .await?
+                .iter()
+                .any(|m| m.tenant.id == caller.tenant_id && m.tenant.active))
+        }
+        _ => Ok(true),
+    }
 }
 
 /// A caller plus the rate limit that applies to it.

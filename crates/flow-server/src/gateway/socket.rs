@@ -13,7 +13,11 @@ use futures_util::{
 use tokio::sync::{broadcast, mpsc};
 
 use super::{hub::EventFrame, protocol, protocol::ClientMessage};
-use crate::{auth::Caller, services::voice, state::AppState};
+use crate::{
+    auth::{self, Caller},
+    services::voice,
+    state::AppState,
+};
 
 /// Frames replayed from the log per read while catching up.
 const REPLAY_BATCH: u32 = 500;
@@ -296,7 +300,13 @@ impl Writer {
                         return self.close(close_code::AWAY, "server shutting down").await;
                     }
                 },
-                _ = heartbeat.tick() => self.send_message(Message::Ping(Default::default())).await?,
+                _ = heartbeat.tick() => {
+                    // A store error (the database restarting) is not a revocation.
+                    if let Ok(false) = auth::credential_still_valid(&self.state, &self.caller).await {
+                        return self.close(close_code::POLICY, "credential revoked").await;
+                    }
+                    self.send_message(Message::Ping(Default::default())).await?;
+                }
             }
         }
     }

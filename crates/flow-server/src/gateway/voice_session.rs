@@ -3,6 +3,8 @@
 //! its transcript and result, then the spoken reply as a binary frame. Typed text works in
 //! the same session. The turns form one stored conversation.
 
+use std::time::Duration;
+
 use axum::{
     extract::{
         ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade},
@@ -12,13 +14,14 @@ use axum::{
     response::Response,
 };
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use flow_store::ConversationId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::SocketCaller;
 use crate::{
-    auth::Caller,
+    auth::{self, Caller},
     error::{ApiError, ApiResult, ErrorBody},
     extract::ApiPath,
     services::voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
@@ -58,7 +61,7 @@ enum ClientFrame {
 pub(super) async fn connect(
     State(state): State<AppState>,
     ApiPath(session_id): ApiPath<String>,
-    SocketCaller(caller, _): SocketCaller,
+    SocketCaller(caller, expires_at): SocketCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     caller.require("execute", "voice")?;
@@ -81,7 +84,7 @@ pub(super) async fn connect(
     })?;
     Ok(upgrade
         .max_message_size(MAX_UTTERANCE_BYTES)
-        .on_upgrade(move |socket| Session::new(state, caller, session_id).run(socket)))
+        .on_upgrade(move |socket| Session::new(state, caller, session_id).run(socket, expires_at)))
 }
 
 struct Session {
@@ -110,20 +113,34 @@ impl Session {
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket) {
+    /// Serves the session until the client leaves, the server shuts down, or the credential
+    /// it was opened with expires or is revoked: a session must not outlive its credential.
+    async fn run(mut self, mut socket: WebSocket, expires_at: Option<DateTime<Utc>>) {
         let hello = json!({ "type": "ready", "sessionId": self.id });
         if socket.send(text(hello)).await.is_err() {
             return;
         }
         let shutdown = self.state.shutdown.clone();
+        let until_expiry = expires_at.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+        let expiry = tokio::time::sleep(until_expiry.unwrap_or(Duration::from_secs(86_400 * 365)));
+        tokio::pin!(expiry);
+        let mut recheck =
+            tokio::time::interval(Duration::from_secs(self.state.config.ws_heartbeat_secs));
+        recheck.tick().await;
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => {
-                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                        code: 1001,
-                        reason: "server shutting down".into(),
-                    }))).await;
-                    return;
+                    return close(&mut socket, 1001, "server shutting down").await;
+                }
+                () = &mut expiry, if until_expiry.is_some() => {
+                    return close(&mut socket, 1008, "credential expired: reconnect with a fresh token").await;
+                }
+                _ = recheck.tick() => {
+                    // A store error (the database restarting) is not a revocation.
+                    if let Ok(false) = auth::credential_still_valid(&self.state, &self.caller).await {
+                        return close(&mut socket, 1008, "credential revoked").await;
+                    }
+                    continue;
                 }
                 message = socket.recv() => message,
             };
@@ -272,4 +289,13 @@ fn text(value: Value) -> Message {
 
 fn error(code: &str, message: &str) -> Message {
     text(json!({ "type": "error", "code": code, "message": message }))
+}
+
+/// Sends a close frame; the socket is being dropped, so a failure changes nothing.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }

@@ -858,3 +858,74 @@ async fn gateway_metrics_count_connections_and_published_events() {
         .collect();
     assert!(!seen.is_empty());
 }
+
+/// The close frame that ends `client`'s socket, skipping frames before it.
+async fn close_frame(client: &mut Client) -> tungstenite::protocol::CloseFrame {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.expect("a close frame"),
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s")
+}
+
+#[tokio::test]
+async fn sockets_close_when_their_key_is_revoked_or_their_user_removed() {
+    let app = spawn_app_with(|config| config.ws_heartbeat_secs = 1).await;
+    let key = app
+        .key_for_a(KeySpec {
+            name: "watcher".into(),
+            permissions: vec!["read:events".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let mut by_key = connect(&app, &key, None).await;
+    let mut bystander = connect(&app, &app.a.key, None).await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", flow_store::Role::Viewer)
+        .await;
+    let session = app.sign_in("ada@example.com", &password).await;
+    let token = session["accessToken"].as_str().unwrap();
+    let mut by_user = try_connect(&app, Credential::Query(format!("token={token}")), None)
+        .await
+        .unwrap();
+
+    let key_id = app
+        .store
+        .find_api_key(&flow_server::auth::hash_key(&key))
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .id;
+    app.delete(&format!("/api-keys/{key_id}"), &app.a.key)
+        .await
+        .expect(204);
+    let user_id = app
+        .store
+        .find_user_credentials("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    app.delete(&format!("/users/{user_id}"), &app.a.key)
+        .await
+        .expect(204);
+
+    for client in [&mut by_key, &mut by_user] {
+        let closed = close_frame(client).await;
+        assert_eq!(closed.code, CloseCode::Policy);
+        assert!(closed.reason.contains("revoked"), "{}", closed.reason);
+    }
+    // A socket whose credential still holds lives on through the same heartbeats.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bystander.send(json!({"type": "ping"})).await;
+    bystander.next_of_type("pong").await;
+}

@@ -529,3 +529,77 @@ async fn audio_can_run_as_a_job_on_the_voice_processing_queue() {
     .await
     .expect_error(422, "validation_failed");
 }
+
+#[tokio::test]
+async fn a_voice_session_closes_when_its_token_expires_or_its_key_is_revoked() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::{
+        client::IntoClientRequest, protocol::frame::coding::CloseCode, Message,
+    };
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    async fn closed(socket: &mut Socket) -> (CloseCode, String) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame,
+                    Some(Ok(_)) => continue,
+                    other => panic!("session ended without a close frame: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("closed within 10 s")
+        .expect("a close frame");
+        (frame.code, frame.reason.to_string())
+    }
+    let app = spawn_app_with(|config| {
+        config.access_token_ttl_secs = 2;
+        config.ws_heartbeat_secs = 1;
+    })
+    .await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", flow_store::Role::User)
+        .await;
+    let session = app.sign_in("ada@example.com", &password).await;
+    let token = session["accessToken"].as_str().unwrap();
+    let request = format!("ws://{}/voice/desk?token={token}", app.address)
+        .into_client_request()
+        .unwrap();
+    let (mut by_token, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let key = app
+        .key_for_a(flow_server::services::tenants::KeySpec {
+            name: "speaker".into(),
+            permissions: vec!["execute:voice".into(), "read:leads".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let mut request = format!("ws://{}/voice/kitchen", app.address)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-tenant-key", key.parse().unwrap());
+    let (mut by_key, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let key_id = app
+        .store
+        .find_api_key(&flow_server::auth::hash_key(&key))
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .id;
+    flow_server::services::tenants::revoke_key(&*app.store, &app.a.tenant, key_id)
+        .await
+        .unwrap();
+
+    let (code, reason) = closed(&mut by_key).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("revoked"), "{reason}");
+    let (code, reason) = closed(&mut by_token).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("expired"), "{reason}");
+}
