@@ -382,3 +382,99 @@ async fn cached_keys_are_forgotten_when_revoked_here_or_elsewhere() {
     here.close().await;
     elsewhere.close().await;
 }
+
+/// Regression (bench, 2026-11-28): plpgsql caches a plan per connection, and one made
+/// while `jobs` was empty turned claims and settlements into scans of the whole table.
+/// On one connection that first claims from an empty queue (so any cached plan is an
+/// empty-table plan), then fills it, a claim and a settlement must still touch only the
+/// rows they take: no sequential scan, and index fetches in proportion to the batch, not
+/// to the queue or to the jobs already running.
+#[tokio::test]
+async fn claims_and_settlements_stay_on_their_indexes_as_the_queue_grows() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    let tenant = store.create_tenant("Q", "plans").await.unwrap().id;
+    store.close().await;
+
+    const BATCH: i64 = 256;
+    let claim = "SELECT id, attempts FROM flow_claim_jobs(ARRAY['analytics-processing'], $1, now(), now() + interval '60 seconds')";
+    let mut app = PgConnection::connect(&db.app_url).await.unwrap();
+    for _ in 0..8 {
+        let taken = sqlx::query(claim)
+            .bind(BATCH as i32)
+            .fetch_all(&mut app)
+            .await
+            .unwrap();
+        assert!(taken.is_empty());
+    }
+    let mut tx = app.begin().await.unwrap();
+    tx.execute(format!("SET LOCAL app.tenant_id = '{}'", tenant.0).as_str())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority, state,
+                           max_attempts, run_at, created_at, updated_at)
+         SELECT gen_random_uuid(), $1, 'analytics-processing', 'ping', '{}', 0, 1, 'ready', 3,
+                now() - interval '1 second', now(), now()
+         FROM generate_series(1, 4000)",
+    )
+    .bind(tenant.0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // Jobs already running make a settlement that scans running jobs expensive.
+    for _ in 0..4 {
+        let taken = sqlx::query(claim)
+            .bind(BATCH as i32)
+            .fetch_all(&mut app)
+            .await
+            .unwrap();
+        assert_eq!(taken.len() as i64, BATCH);
+    }
+
+    // PostgreSQL 15's per-transaction counters also hold the session's earlier, not yet
+    // flushed transactions; inside one transaction nothing is flushed, so a difference
+    // is exact.
+    let counters = "SELECT seq_scan, COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+                    WHERE relname = 'jobs'";
+    let mut tx = app.begin().await.unwrap();
+    let (seq_before, fetched_before): (i64, i64) =
+        sqlx::query_as(counters).fetch_one(&mut *tx).await.unwrap();
+    let taken = sqlx::query(claim)
+        .bind(BATCH as i32)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(taken.len() as i64, BATCH);
+    let ids: Vec<uuid::Uuid> = taken.iter().map(|row| row.get("id")).collect();
+    let attempts: Vec<i32> = taken.iter().map(|row| row.get("attempts")).collect();
+    let n = ids.len();
+    let settled: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT * FROM flow_settle_jobs($1, $2, $3, $4, $5, $6, now())")
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(vec!["completed"; n])
+            .bind(vec![None::<serde_json::Value>; n])
+            .bind(vec![None::<chrono::DateTime<chrono::Utc>>; n])
+            .bind(vec![None::<serde_json::Value>; n])
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(settled.len(), n);
+    let (seq_after, fetched_after): (i64, i64) =
+        sqlx::query_as(counters).fetch_one(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let fetched = fetched_after - fetched_before;
+    assert_eq!(
+        seq_after, seq_before,
+        "a claim or settlement scanned the jobs table"
+    );
+    assert!(
+        fetched <= 4 * BATCH,
+        "claiming and settling {BATCH} jobs fetched {fetched} rows through indexes"
+    );
+}
