@@ -16,7 +16,7 @@ use flow_store::{Member, Role, UserId};
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use crate::{internal, map_err, now, rows, PgStore, EVENTS_CHANNEL, JOBS_CHANNEL};
+use crate::{internal, map_err, now, rows, PgStore};
 
 /// A tenant's members: memberships (under RLS) joined with the platform's users.
 const MEMBER_SELECT: &str = "SELECT u.id, u.email, u.name, m.role, m.created_at AS joined_at
@@ -32,6 +32,8 @@ pub struct PgTenant {
     appended: Vec<LoggedEvent>,
     /// A key was revoked: the store's key cache is dropped once this commits.
     keys_changed: bool,
+    /// Jobs became ready: the other instances' workers are woken once this commits.
+    jobs_ready: bool,
 }
 
 impl PgTenant {
@@ -65,6 +67,7 @@ impl PgTenant {
             store: store.clone(),
             appended: Vec::new(),
             keys_changed: false,
+            jobs_ready: false,
         })
     }
 
@@ -1001,7 +1004,7 @@ impl TenantTx for PgTenant {
         let tenant = self.tenant.0;
         let at = now();
         // ON CONFLICT DO NOTHING returns no row for a repeated idempotency key; the
-        // earlier job is then read back. The NOTIFY reaches other instances on commit.
+        // earlier job is then read back.
         let inserted = sqlx::query(
             "WITH inserted AS (
                 INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority,
@@ -1011,7 +1014,7 @@ impl TenantTx for PgTenant {
                     DO NOTHING
                 RETURNING *
              )
-             SELECT inserted.*, pg_notify($12, $13) FROM inserted",
+             SELECT * FROM inserted",
         )
         .bind(JobId::new().0)
         .bind(tenant)
@@ -1024,12 +1027,11 @@ impl TenantTx for PgTenant {
         .bind(job.run_at)
         .bind(&job.idempotency_key)
         .bind(at)
-        .bind(JOBS_CHANNEL)
-        .bind(self.store.instance.to_string())
         .fetch_optional(self.conn())
         .await
         .map_err(map_err)?;
         if let Some(row) = inserted {
+            self.jobs_ready = true;
             return Ok((rows::job(&row)?, true));
         }
         let row = sqlx::query(
@@ -1096,14 +1098,7 @@ impl TenantTx for PgTenant {
             .iter()
             .map(|row| rows::job(row).map(|job| (job.id.0, job)))
             .collect::<StoreResult<_>>()?;
-        if !by_id.is_empty() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(JOBS_CHANNEL)
-                .bind(self.store.instance.to_string())
-                .execute(self.conn())
-                .await
-                .map_err(map_err)?;
-        }
+        self.jobs_ready |= !by_id.is_empty();
         let mut enqueued = Vec::with_capacity(jobs.len());
         for (job, id) in jobs.iter().zip(ids) {
             match by_id.remove(&id) {
@@ -1150,17 +1145,16 @@ impl TenantTx for PgTenant {
             "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, finished_at = NULL,
                 updated_at = $2
              WHERE tenant_id = $3 AND id = $4 AND state = 'dead'
-             RETURNING *, pg_notify($5, $6)",
+             RETURNING *",
         )
         .bind(run_at)
         .bind(now())
         .bind(tenant)
         .bind(id.0)
-        .bind(JOBS_CHANNEL)
-        .bind(self.store.instance.to_string())
         .fetch_one(self.conn())
         .await
         .map_err(map_err)?;
+        self.jobs_ready = true;
         rows::job(&row)
     }
 
@@ -1219,8 +1213,9 @@ impl TenantTx for PgTenant {
             .iter()
             .map(|l| rows::priority_name(l.event.priority))
             .collect::<StoreResult<Vec<_>>>()?;
-        // Counter, rows and NOTIFY in one round trip. The counter row stays locked until
-        // this transaction ends, so sequence order is commit order.
+        // Counter and rows in one round trip. The counter row stays locked until this
+        // transaction ends, so sequence order is commit order; the wake-up for the other
+        // instances is sent after commit (see `Wakeups`), outside that lock.
         let last: Option<i64> = sqlx::query_scalar(
             "WITH next AS (
                 UPDATE event_counters SET seq = seq + cardinality($2::uuid[])
@@ -1233,7 +1228,7 @@ impl TenantTx for PgTenant {
                     WITH ORDINALITY AS e(id, type, source, target, data, priority, n)
                 RETURNING seq
              )
-             SELECT MAX(seq) FROM inserted, pg_notify($9, $10)",
+             SELECT MAX(seq) FROM inserted",
         )
         .bind(tenant)
         .bind(&ids)
@@ -1243,8 +1238,6 @@ impl TenantTx for PgTenant {
         .bind(&data)
         .bind(&priorities)
         .bind(at)
-        .bind(EVENTS_CHANNEL)
-        .bind(format!("{} {}", self.store.instance, tenant))
         .fetch_one(self.conn())
         .await
         .map_err(map_err)?;
@@ -1266,6 +1259,9 @@ impl TenantTx for PgTenant {
             // This instance's next request must not find the old key in its cache; the
             // trigger's notice does the same for the other instances.
             self.store.keys.invalidate();
+        }
+        if self.jobs_ready {
+            self.store.announce_jobs();
         }
         let appended = std::mem::take(&mut self.appended);
         if !appended.is_empty() {

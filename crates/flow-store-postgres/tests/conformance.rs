@@ -478,3 +478,71 @@ async fn claims_and_settlements_stay_on_their_indexes_as_the_queue_grows() {
         "claiming and settling {BATCH} jobs fetched {fetched} rows through indexes"
     );
 }
+
+/// Events and jobs committed through one instance wake the other's dispatchers and
+/// workers. The notices are sent after commit by a task of their own; without them the
+/// other instance would find the work only at its next poll, which the store never does.
+#[tokio::test]
+async fn commits_on_one_instance_wake_the_others() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let here = app_store(&db, PgOptions::default()).await;
+    let elsewhere = app_store(&db, PgOptions::default()).await;
+    let mut notices = elsewhere.commit_notices();
+    let mut work = elsewhere.work_notices().expect("PostgreSQL wakes workers");
+    elsewhere.listen();
+    let tenant = here.create_tenant("Wake", "wake").await.unwrap().id;
+    // The listener wakes everyone once when it connects: wait for that, then forget it.
+    tokio::time::timeout(std::time::Duration::from_secs(10), work.recv())
+        .await
+        .expect("the listener connected")
+        .unwrap();
+    while notices.try_recv().is_ok() {}
+    while work.try_recv().is_ok() {}
+
+    let mut tx = here.begin(tenant).await.unwrap();
+    tx.enqueue_job(&flow_store::NewJob {
+        queue: "analytics-processing".into(),
+        queue_priority: 1,
+        kind: "ping".into(),
+        payload: serde_json::json!({}),
+        priority: 0,
+        run_at: chrono::Utc::now(),
+        max_attempts: 3,
+        idempotency_key: None,
+    })
+    .await
+    .unwrap();
+    tx.append_events(&[flow_store::NewEvent::new(
+        flow_store::EventType::LeadCreated,
+        "crm-web",
+        serde_json::json!({}),
+    )])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let within = std::time::Duration::from_secs(10);
+    let notice = tokio::time::timeout(within, async {
+        loop {
+            let notice = notices.recv().await.unwrap();
+            if notice.tenant_id == tenant {
+                return notice;
+            }
+        }
+    })
+    .await
+    .expect("the other instance heard of the tenant's events");
+    assert!(
+        notice.events.is_empty(),
+        "another instance reads the events from the log"
+    );
+    tokio::time::timeout(within, work.recv())
+        .await
+        .expect("the other instance's workers were woken")
+        .unwrap();
+    here.close().await;
+    elsewhere.close().await;
+}
