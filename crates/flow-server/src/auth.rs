@@ -262,11 +262,16 @@ fn set_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
     headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
 }
 
-/// Whether the credential behind `caller` still holds: its API key (presented directly
-/// or behind an app token) active, or its user still a member of the tenant, and the
-/// tenant active. Sockets outlive the request that opened them, so they ask this at
-/// every heartbeat.
+/// Whether the credential behind `caller` still holds with the rights it had: its API key
+/// (presented directly, or behind an app or connection token) active and still granting
+/// them, or its user still a member of the tenant in a role that grants them, and the
+/// tenant active. Sockets outlive the request that opened them, so they ask this at every
+/// heartbeat; a demoted user's socket closes and reconnects with the new role.
 pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreResult<bool> {
+    let still_granted = |grants: Vec<String>| {
+        let now = Permissions::new(grants);
+        caller.permissions.as_slice().iter().all(|g| now.covers(g))
+    };
     match caller.actor.kind.as_str() {
         "api_key" | "app_token" => {
             let Ok(id) = caller.actor.id.parse::<ApiKeyId>() else {
@@ -280,6 +285,7 @@ pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreR
                     found.key.active
                         && found.tenant_active
                         && found.key.tenant_id == caller.tenant_id
+                        && still_granted(found.key.permissions)
                 }))
         }
         "user" => {
@@ -290,10 +296,18 @@ pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreR
                 .store
                 .user_memberships(id)
                 .await?
-                .iter()
-                .any(|m| m.tenant.id == caller.tenant_id && m.tenant.active))
+                .into_iter()
+                .any(|m| {
+                    m.tenant.id == caller.tenant_id
+                        && m.tenant.active
+                        && still_granted(role_permissions(m.role))
+                }))
         }
-        _ => Ok(true),
+        "system" => Ok(true),
+        other => {
+            tracing::warn!(kind = other, "no revocation check for this kind of caller");
+            Ok(false)
+        }
     }
 }
 

@@ -126,6 +126,9 @@ impl Session {
         tokio::pin!(expiry);
         let mut recheck =
             tokio::time::interval(Duration::from_secs(self.state.config.ws_heartbeat_secs));
+        // A long turn (speech to text, the command, text to speech) must not be followed
+        // by a burst of checks.
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         recheck.tick().await;
         loop {
             let message = tokio::select! {

@@ -875,7 +875,7 @@ async fn close_frame(client: &mut Client) -> tungstenite::protocol::CloseFrame {
 }
 
 #[tokio::test]
-async fn sockets_close_when_their_key_is_revoked_or_their_user_removed() {
+async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demoted() {
     let app = spawn_app_with(|config| config.ws_heartbeat_secs = 1).await;
     let key = app
         .key_for_a(KeySpec {
@@ -895,6 +895,23 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed() {
     let mut by_user = try_connect(&app, Credential::Query(format!("token={token}")), None)
         .await
         .unwrap();
+    let password = app
+        .user_in(&app.a.tenant, "bo@example.com", flow_store::Role::User)
+        .await;
+    let session = app.sign_in("bo@example.com", &password).await;
+    let token = session["accessToken"].as_str().unwrap();
+    let mut by_demoted = try_connect(&app, Credential::Query(format!("token={token}")), None)
+        .await
+        .unwrap();
+    // A socket opened with a connection token stands for the key that minted it.
+    let minted = app.post("/events/token", &key, json!({})).await.expect(201);
+    let mut by_key_token = try_connect(
+        &app,
+        Credential::Query(format!("token={}", minted.body["token"].as_str().unwrap())),
+        None,
+    )
+    .await
+    .unwrap();
 
     let key_id = app
         .store
@@ -918,8 +935,28 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed() {
     app.delete(&format!("/users/{user_id}"), &app.a.key)
         .await
         .expect(204);
+    let demoted_id = app
+        .store
+        .find_user_credentials("bo@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    app.patch(
+        &format!("/users/{demoted_id}"),
+        &app.a.key,
+        json!({ "role": "viewer" }),
+    )
+    .await
+    .expect(200);
 
-    for client in [&mut by_key, &mut by_user] {
+    for client in [
+        &mut by_key,
+        &mut by_key_token,
+        &mut by_user,
+        &mut by_demoted,
+    ] {
         let closed = close_frame(client).await;
         assert_eq!(closed.code, CloseCode::Policy);
         assert!(closed.reason.contains("revoked"), "{}", closed.reason);
