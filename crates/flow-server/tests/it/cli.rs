@@ -438,7 +438,11 @@ async fn a_job_survives_kill_9_of_its_worker_and_completes_once() {
         &flow(dir.path(), &["tenant", "create", "Crash"]).await,
         "api key:",
     );
-    let env = [("FLOW_WORKER_LEASE_SECS", "2")];
+    // Short enough that the dead worker's lease runs out soon, long enough that the live
+    // worker's extensions (SQLite: queued behind the import's own write transactions, in a
+    // debug build, on a busy 2-core CI machine) arrive in time. At 2 s a loaded run saw the
+    // job taken over again and again without finishing within a minute.
+    let env = [("FLOW_WORKER_LEASE_SECS", "5")];
     let mut server = serve_with_env(dir.path(), &[], &env).await;
     let client = reqwest::Client::new();
     let rows = 5000;
