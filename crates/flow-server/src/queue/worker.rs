@@ -315,6 +315,13 @@ impl Worker {
         let started = std::time::Instant::now();
         let running = self.metrics.job_running(&job.queue);
         let result = match self.processors.get(&job) {
+            // Taken over after its last allowed attempt stopped answering (the lease ran
+            // out): a job that kills its worker would otherwise be retried forever.
+            Some(_) if job.attempts > job.max_attempts => Err(JobError::Permanent(format!(
+                "attempt {} of {} stopped answering before its lease ran out; not run again",
+                job.attempts - 1,
+                job.max_attempts
+            ))),
             Some(processor) => {
                 // Keep the leases of this job and of the batch still waiting alive while a
                 // long job runs, so no other worker takes them over.

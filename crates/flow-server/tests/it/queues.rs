@@ -296,6 +296,51 @@ async fn priorities_delays_and_idempotency_keys() {
 }
 
 #[tokio::test]
+async fn a_job_whose_last_attempt_stops_answering_goes_to_the_dead_letter_queue() {
+    let app = app_without_workers().await;
+    let clock = ManualClock::new();
+    let mut request = job("lead-processing", "poison", clock.now());
+    request.max_attempts = Some(2);
+    let (job, _) = enqueue(&app, app.a.tenant.id, request).await;
+    let other = worker_with_failures(&app, 0, clock.clone());
+    // Both allowed attempts are taken by workers that die without reporting back.
+    for attempt in 1..=2 {
+        let taken = app
+            .store
+            .claim_jobs(&ClaimRequest {
+                queues: vec!["lead-processing".into()],
+                now: clock.now(),
+                lease_until: clock.now() + chrono::Duration::seconds(60),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].attempts, attempt);
+        clock.advance(Duration::from_secs(61));
+    }
+    // The next worker to find it does not run it a third time.
+    assert_eq!(
+        other.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Dead(job.id)
+    );
+    let dead = job_json(&app, job.id).await;
+    assert_eq!(dead["state"], "dead", "{dead}");
+    let errors = dead["errors"].as_array().unwrap();
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering"),
+        "{dead}"
+    );
+    assert_eq!(
+        other.try_execute_task().await.unwrap(),
+        ExecutionOutcome::Idle
+    );
+}
+
+#[tokio::test]
 async fn an_expired_lease_hands_the_job_to_another_worker() {
     let app = app_without_workers().await;
     let clock = ManualClock::new();
