@@ -125,8 +125,11 @@ async fn connect(base: &str, key: &str) -> (Socket, i64) {
 }
 
 async fn start_instances(dir: &Path) -> Vec<Serve> {
+    // A lease long enough that a busy CI machine does not make live workers lose their
+    // jobs to takeovers (which, past a job's last attempt, now dead-letter it), short
+    // enough that a killed instance's job is taken over within the test's deadline.
     let env = [
-        ("FLOW_WORKER_LEASE_SECS", "2"),
+        ("FLOW_WORKER_LEASE_SECS", "5"),
         ("FLOW_WORKER_POLL_MS", "200"),
     ];
     let mut servers = Vec::new();
