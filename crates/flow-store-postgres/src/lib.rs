@@ -834,9 +834,8 @@ impl PgStore {
         Ok(count.max(0) as u64)
     }
 
-    /// Announces a commit to this process (with its events) and to every other instance.
-    /// Tells this process's dispatchers at once, and the other instances' through the
-    /// wake-up task, that `notice`'s tenant has new events.
+    /// Announces a commit: to this process's dispatchers at once (with its events), to the
+    /// other instances through the wake-up task (they read the events from the log).
     pub(crate) fn announce(&self, notice: CommitNotice) {
         self.wakeups.add(
             EVENTS_CHANNEL,

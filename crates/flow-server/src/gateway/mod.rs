@@ -120,6 +120,16 @@ impl FromRequestParts<AppState> for SocketCaller {
     }
 }
 
+/// A timer that fires when a socket's credential expires. Without an expiry it is set a
+/// year out; callers also guard its select arm with `expires_at.is_some()`.
+pub(super) fn credential_expiry(expires_at: Option<DateTime<Utc>>) -> tokio::time::Sleep {
+    let left = match expires_at {
+        Some(at) => (at - Utc::now()).to_std().unwrap_or_default(),
+        None => Duration::from_secs(86_400 * 365),
+    };
+    tokio::time::sleep(left)
+}
+
 fn key_from_protocols(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all("sec-websocket-protocol")

@@ -257,10 +257,7 @@ impl Writer {
         // the replay or a catch-up sends them.
         let grace = tokio::time::sleep(RESUME_GRACE);
         tokio::pin!(grace);
-        let until_expiry = self
-            .expires_at
-            .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
-        let expiry = tokio::time::sleep(until_expiry.unwrap_or(Duration::from_secs(86_400 * 365)));
+        let expiry = super::credential_expiry(self.expires_at);
         tokio::pin!(expiry);
         let mut live_open = false;
         let mut held_back: Option<i64> = None;
@@ -270,7 +267,7 @@ impl Writer {
                 () = shutdown.cancelled() => {
                     return self.close(close_code::AWAY, "server shutting down").await;
                 }
-                () = &mut expiry, if until_expiry.is_some() => {
+                () = &mut expiry, if self.expires_at.is_some() => {
                     return self.close(close_code::POLICY, "credential expired: reconnect with a fresh token").await;
                 }
                 control = self.control.recv() => match control {

@@ -121,8 +121,7 @@ impl Session {
             return;
         }
         let shutdown = self.state.shutdown.clone();
-        let until_expiry = expires_at.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
-        let expiry = tokio::time::sleep(until_expiry.unwrap_or(Duration::from_secs(86_400 * 365)));
+        let expiry = super::credential_expiry(expires_at);
         tokio::pin!(expiry);
         let mut recheck =
             tokio::time::interval(Duration::from_secs(self.state.config.ws_heartbeat_secs));
@@ -135,7 +134,7 @@ impl Session {
                 () = shutdown.cancelled() => {
                     return close(&mut socket, 1001, "server shutting down").await;
                 }
-                () = &mut expiry, if until_expiry.is_some() => {
+                () = &mut expiry, if expires_at.is_some() => {
                     return close(&mut socket, 1008, "credential expired: reconnect with a fresh token").await;
                 }
                 _ = recheck.tick() => {

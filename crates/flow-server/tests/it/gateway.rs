@@ -12,7 +12,7 @@ use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
 };
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{close_frame, spawn_app, spawn_app_with, TestApp};
 
 /// A test client on `/events`.
 struct Client {
@@ -667,18 +667,7 @@ async fn a_socket_opened_with_a_token_closes_when_the_token_expires() {
     let mut client = try_connect(&app, Credential::Query(format!("token={token}")), None)
         .await
         .unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match client.ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => continue,
-                other => panic!("socket ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("closed when the token expired")
-    .expect("a close frame");
+    let closed = close_frame(&mut client.ws).await;
     assert_eq!(closed.code, CloseCode::Policy);
     assert!(closed.reason.contains("expired"), "{}", closed.reason);
 }
@@ -859,21 +848,6 @@ async fn gateway_metrics_count_connections_and_published_events() {
     assert!(!seen.is_empty());
 }
 
-/// The close frame that ends `client`'s socket, skipping frames before it.
-async fn close_frame(client: &mut Client) -> tungstenite::protocol::CloseFrame {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match client.ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.expect("a close frame"),
-                Some(Ok(_)) => continue,
-                other => panic!("socket ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("closed within 10 s")
-}
-
 #[tokio::test]
 async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demoted() {
     let app = spawn_app_with(|config| config.ws_heartbeat_secs = 1).await;
@@ -913,36 +887,15 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demote
     .await
     .unwrap();
 
-    let key_id = app
-        .store
-        .find_api_key(&flow_server::auth::hash_key(&key))
-        .await
-        .unwrap()
-        .unwrap()
-        .key
-        .id;
+    let key_id = app.key_id(&key).await;
     app.delete(&format!("/api-keys/{key_id}"), &app.a.key)
         .await
         .expect(204);
-    let user_id = app
-        .store
-        .find_user_credentials("ada@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .user
-        .id;
+    let user_id = app.user_id("ada@example.com").await;
     app.delete(&format!("/users/{user_id}"), &app.a.key)
         .await
         .expect(204);
-    let demoted_id = app
-        .store
-        .find_user_credentials("bo@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .user
-        .id;
+    let demoted_id = app.user_id("bo@example.com").await;
     app.patch(
         &format!("/users/{demoted_id}"),
         &app.a.key,
@@ -957,7 +910,7 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demote
         &mut by_user,
         &mut by_demoted,
     ] {
-        let closed = close_frame(client).await;
+        let closed = close_frame(&mut client.ws).await;
         assert_eq!(closed.code, CloseCode::Policy);
         assert!(closed.reason.contains("revoked"), "{}", closed.reason);
     }

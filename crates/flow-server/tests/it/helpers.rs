@@ -189,6 +189,28 @@ impl TestApp {
             .secret
     }
 
+    /// The id of the API key whose secret is `key`.
+    pub async fn key_id(&self, key: &str) -> flow_store::ApiKeyId {
+        self.store
+            .find_api_key(&flow_server::auth::hash_key(key))
+            .await
+            .unwrap()
+            .expect("a stored key")
+            .key
+            .id
+    }
+
+    /// The id of the account signed up as `email`.
+    pub async fn user_id(&self, email: &str) -> flow_store::UserId {
+        self.store
+            .find_user_credentials(email)
+            .await
+            .unwrap()
+            .expect("an account")
+            .user
+            .id
+    }
+
     /// Sends a request with `key` (if any) and an optional JSON body.
     pub async fn call(
         &self,
@@ -346,4 +368,26 @@ pub fn required_tool(name: &str) -> Option<std::path::PathBuf> {
         eprintln!("SKIPPED: {name} is not installed (scripts/test installs it)");
     }
     found
+}
+
+/// The close frame that ends `socket`, skipping the frames before it; panics if the socket
+/// ends without one or stays open for 10 s.
+pub async fn close_frame(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.expect("a close frame"),
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s")
 }

@@ -295,6 +295,20 @@ async fn priorities_delays_and_idempotency_keys() {
     assert_ne!(other_tenant.id, first.id);
 }
 
+/// What a worker takes from lead-processing (with a 60 s lease) before it dies without
+/// reporting back.
+async fn claimed_by_a_dying_worker(app: &TestApp, clock: &ManualClock) -> Vec<Job> {
+    app.store
+        .claim_jobs(&ClaimRequest {
+            queues: vec!["lead-processing".into()],
+            now: clock.now(),
+            lease_until: clock.now() + chrono::Duration::seconds(60),
+            limit: 10,
+        })
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_job_whose_last_attempt_stops_answering_goes_to_the_dead_letter_queue() {
     let app = app_without_workers().await;
@@ -305,16 +319,7 @@ async fn a_job_whose_last_attempt_stops_answering_goes_to_the_dead_letter_queue(
     let other = worker_with_failures(&app, 0, clock.clone());
     // Both allowed attempts are taken by workers that die without reporting back.
     for attempt in 1..=2 {
-        let taken = app
-            .store
-            .claim_jobs(&ClaimRequest {
-                queues: vec!["lead-processing".into()],
-                now: clock.now(),
-                lease_until: clock.now() + chrono::Duration::seconds(60),
-                limit: 10,
-            })
-            .await
-            .unwrap();
+        let taken = claimed_by_a_dying_worker(&app, &clock).await;
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].attempts, attempt);
         clock.advance(Duration::from_secs(61));
@@ -351,16 +356,7 @@ async fn an_expired_lease_hands_the_job_to_another_worker() {
     )
     .await;
     // A worker takes the job and dies before reporting back.
-    let taken = app
-        .store
-        .claim_jobs(&ClaimRequest {
-            queues: vec!["lead-processing".into()],
-            now: clock.now(),
-            lease_until: clock.now() + chrono::Duration::seconds(60),
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let taken = claimed_by_a_dying_worker(&app, &clock).await;
     assert_eq!(taken.len(), 1);
     let other = worker_with_failures(&app, 0, clock.clone());
     assert_eq!(

@@ -14,7 +14,7 @@ use axum::{
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::helpers::{required_tool, send, spawn_app, spawn_app_with, Reply, TestApp};
+use crate::helpers::{close_frame, required_tool, send, spawn_app, spawn_app_with, Reply, TestApp};
 
 /// `text` spoken by eSpeak NG as 16-bit mono WAV; `None` when eSpeak is missing outside CI.
 fn spoken(text: &str, voice: &str) -> Option<Vec<u8>> {
@@ -532,28 +532,9 @@ async fn audio_can_run_as_a_job_on_the_voice_processing_queue() {
 
 #[tokio::test]
 async fn a_voice_session_closes_when_its_token_expires_or_its_key_is_revoked() {
-    use futures::StreamExt;
     use tokio_tungstenite::tungstenite::{
-        client::IntoClientRequest, protocol::frame::coding::CloseCode, Message,
+        client::IntoClientRequest, protocol::frame::coding::CloseCode,
     };
-    type Socket = tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >;
-    async fn closed(socket: &mut Socket) -> (CloseCode, String) {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            loop {
-                match socket.next().await {
-                    Some(Ok(Message::Close(frame))) => return frame,
-                    Some(Ok(_)) => continue,
-                    other => panic!("session ended without a close frame: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("closed within 10 s")
-        .expect("a close frame");
-        (frame.code, frame.reason.to_string())
-    }
     let app = spawn_app_with(|config| {
         config.access_token_ttl_secs = 2;
         config.ws_heartbeat_secs = 1;
@@ -584,22 +565,15 @@ async fn a_voice_session_closes_when_its_token_expires_or_its_key_is_revoked() {
         .headers_mut()
         .insert("x-tenant-key", key.parse().unwrap());
     let (mut by_key, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let key_id = app
-        .store
-        .find_api_key(&flow_server::auth::hash_key(&key))
-        .await
-        .unwrap()
-        .unwrap()
-        .key
-        .id;
+    let key_id = app.key_id(&key).await;
     flow_server::services::tenants::revoke_key(&*app.store, &app.a.tenant, key_id)
         .await
         .unwrap();
 
-    let (code, reason) = closed(&mut by_key).await;
-    assert_eq!(code, CloseCode::Policy);
-    assert!(reason.contains("revoked"), "{reason}");
-    let (code, reason) = closed(&mut by_token).await;
-    assert_eq!(code, CloseCode::Policy);
-    assert!(reason.contains("expired"), "{reason}");
+    let closed = close_frame(&mut by_key).await;
+    assert_eq!(closed.code, CloseCode::Policy);
+    assert!(closed.reason.contains("revoked"), "{}", closed.reason);
+    let closed = close_frame(&mut by_token).await;
+    assert_eq!(closed.code, CloseCode::Policy);
+    assert!(closed.reason.contains("expired"), "{}", closed.reason);
 }

@@ -590,14 +590,7 @@ async fn a_key_holder_mints_a_cross_app_token_with_a_subset_of_its_rights() {
     .expect_error(403, "permission_denied");
 
     // Revoking the key ends its tokens at once.
-    let key_id = app
-        .store
-        .find_api_key(&flow_server::auth::hash_key(&key))
-        .await
-        .unwrap()
-        .unwrap()
-        .key
-        .id;
+    let key_id = app.key_id(&key).await;
     flow_server::services::tenants::revoke_key(&*app.store, &app.a.tenant, key_id)
         .await
         .unwrap();
