@@ -8,7 +8,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use flow_store::{Actor, ApiKeyId, Role, StoreResult, TenantId, UserId};
+use flow_store::{Actor, ActorKind, ApiKeyId, Role, StoreResult, TenantId, UserId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -134,7 +134,7 @@ impl Caller {
         Self {
             tenant_id,
             actor: Actor {
-                kind: "system".into(),
+                kind: ActorKind::System,
                 id: "flow".into(),
             },
             permissions: Permissions::new(vec!["*".into()]),
@@ -272,8 +272,8 @@ pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreR
         let now = Permissions::new(grants);
         caller.permissions.as_slice().iter().all(|g| now.covers(g))
     };
-    match caller.actor.kind.as_str() {
-        "api_key" | "app_token" => {
+    match caller.actor.kind {
+        ActorKind::ApiKey | ActorKind::AppToken => {
             let Ok(id) = caller.actor.id.parse::<ApiKeyId>() else {
                 return Ok(false);
             };
@@ -288,7 +288,7 @@ pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreR
                         && still_granted(found.key.permissions)
                 }))
         }
-        "user" => {
+        ActorKind::User => {
             let Ok(id) = caller.actor.id.parse::<UserId>() else {
                 return Ok(false);
             };
@@ -303,11 +303,7 @@ pub async fn credential_still_valid(state: &AppState, caller: &Caller) -> StoreR
                         && still_granted(role_permissions(m.role))
                 }))
         }
-        "system" => Ok(true),
-        other => {
-            tracing::warn!(kind = other, "no revocation check for this kind of caller");
-            Ok(false)
-        }
+        ActorKind::System => Ok(true),
     }
 }
 
@@ -371,7 +367,7 @@ pub async fn resolve_caller(
         caller: Caller {
             tenant_id: found.key.tenant_id,
             actor: Actor {
-                kind: "api_key".into(),
+                kind: ActorKind::ApiKey,
                 id: found.key.id.to_string(),
             },
             permissions: Permissions::new(found.key.permissions),
@@ -445,7 +441,7 @@ async fn resolve_bearer(
             permissions = role_permissions(membership.role);
             (
                 Actor {
-                    kind: "user".into(),
+                    kind: ActorKind::User,
                     id: sub.to_string(),
                 },
                 sent_app.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned()),
@@ -472,7 +468,7 @@ async fn resolve_bearer(
                 ));
             }
             let actor = Actor {
-                kind: "app_token".into(),
+                kind: ActorKind::AppToken,
                 id: key.to_string(),
             };
             (actor, app, found.key.rate_limit_per_minute)

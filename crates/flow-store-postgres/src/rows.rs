@@ -5,7 +5,7 @@ use flow_store::{
     DailyRollup, Deal, DealStatus, EntityType, EventPriority, EventType, Incident, Job, JobState,
     Lead, LeadStatus, LoggedEvent, QueueCounts, Severity, StoreError, StoreResult, Tenant,
 };
-use flow_store::{Member, Membership, RefreshToken, User, UserCredentials};
+use flow_store::{ActorKind, Member, Membership, RefreshToken, Role, User, UserCredentials};
 use serde_json::Value;
 use sqlx::{postgres::PgRow, Row};
 use uuid::Uuid;
@@ -144,7 +144,7 @@ pub fn audit(row: &PgRow) -> StoreResult<AuditEntry> {
         id: id(row, "id")?,
         tenant_id: id(row, "tenant_id")?,
         actor: Actor {
-            kind: get(row, "actor_type")?,
+            kind: parsed(row, "actor_type", ActorKind::parse)?,
             id: get(row, "actor_id")?,
         },
         source_app: get(row, "source_app")?,
@@ -169,22 +169,9 @@ pub fn event(row: &PgRow) -> StoreResult<LoggedEvent> {
             tenant_id: id(row, "tenant_id")?,
             timestamp: get(row, "created_at")?,
             data: get(row, "data")?,
-            priority: priority_from(&get::<String>(row, "priority")?)?,
+            priority: parsed(row, "priority", EventPriority::parse)?,
         },
     })
-}
-
-fn priority_from(name: &str) -> StoreResult<EventPriority> {
-    serde_json::from_value(Value::String(name.to_owned()))
-        .map_err(|_| invalid("event priority", name))
-}
-
-/// The storage name of a priority.
-pub fn priority_name(priority: EventPriority) -> StoreResult<String> {
-    match serde_json::to_value(priority).map_err(internal)? {
-        Value::String(name) => Ok(name),
-        other => Err(internal(format!("priority serialised as {other}"))),
-    }
 }
 
 pub fn job(row: &PgRow) -> StoreResult<Job> {
@@ -281,7 +268,7 @@ pub fn user_credentials(row: &PgRow) -> StoreResult<UserCredentials> {
 pub fn membership(row: &PgRow) -> StoreResult<Membership> {
     Ok(Membership {
         tenant: tenant(row)?,
-        role: parsed(row, "role", |raw| raw.parse().ok())?,
+        role: parsed(row, "role", Role::parse)?,
     })
 }
 
@@ -291,7 +278,7 @@ pub fn member(row: &PgRow) -> StoreResult<Member> {
         id: id(row, "id")?,
         email: get(row, "email")?,
         name: get(row, "name")?,
-        role: parsed(row, "role", |raw| raw.parse().ok())?,
+        role: parsed(row, "role", Role::parse)?,
         created_at: get(row, "joined_at")?,
     })
 }

@@ -853,7 +853,7 @@ impl TenantTx for PgTenant {
             )
             .bind(AuditId::new().0)
             .bind(tenant)
-            .bind(&entry.actor.kind)
+            .bind(entry.actor.kind.as_str())
             .bind(&entry.actor.id)
             .bind(&entry.source_app)
             .bind(&entry.action)
@@ -1211,8 +1211,8 @@ impl TenantTx for PgTenant {
         let data: Vec<serde_json::Value> = logged.iter().map(|l| l.event.data.clone()).collect();
         let priorities = logged
             .iter()
-            .map(|l| rows::priority_name(l.event.priority))
-            .collect::<StoreResult<Vec<_>>>()?;
+            .map(|l| l.event.priority.as_str())
+            .collect::<Vec<_>>();
         // Counter and rows in one round trip. The counter row stays locked until this
         // transaction ends, so sequence order is commit order; the wake-up for the other
         // instances is sent after commit (see `Wakeups`), outside that lock.

@@ -6,11 +6,11 @@ use flow_store::{
     DealStatus, EntityType, EventPriority, EventType, Job, JobState, Lead, LeadStatus, LoggedEvent,
     QueueCounts, StoreError, StoreResult, Tenant,
 };
-use flow_store::{Conversation, Incident, Member, Membership, RefreshToken, Role, Severity, User};
+use flow_store::{
+    ActorKind, Conversation, Incident, Member, Membership, RefreshToken, Role, Severity, User,
+};
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
-
-use crate::internal;
 
 fn invalid(what: &str, raw: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -182,7 +182,10 @@ pub fn audit(row: &Row) -> rusqlite::Result<AuditEntry> {
         id: row.get::<_, uuid::Uuid>("id")?.into(),
         tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
         actor: Actor {
-            kind: row.get("actor_type")?,
+            kind: {
+                let kind: String = row.get("actor_type")?;
+                ActorKind::parse(&kind).ok_or_else(|| invalid("actor type", &kind))?
+            },
             id: row.get("actor_id")?,
         },
         source_app: row.get("source_app")?,
@@ -211,22 +214,10 @@ pub fn event(row: &Row) -> rusqlite::Result<LoggedEvent> {
             tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
             timestamp: time(row, "created_at")?,
             data: json(row, "data")?,
-            priority: priority_from(&priority)?,
+            priority: EventPriority::parse(&priority)
+                .ok_or_else(|| invalid("event priority", &priority))?,
         },
     })
-}
-
-fn priority_from(name: &str) -> rusqlite::Result<EventPriority> {
-    serde_json::from_value(Value::String(name.to_owned()))
-        .map_err(|_| invalid("event priority", name))
-}
-
-/// The storage name of a priority.
-pub fn priority_name(priority: EventPriority) -> StoreResult<String> {
-    match serde_json::to_value(priority).map_err(internal)? {
-        Value::String(name) => Ok(name),
-        other => Err(internal(format!("priority serialised as {other}"))),
-    }
 }
 
 pub fn job(row: &Row) -> rusqlite::Result<Job> {
@@ -312,7 +303,7 @@ pub fn user(row: &Row) -> rusqlite::Result<User> {
 
 fn role(row: &Row) -> rusqlite::Result<Role> {
     let raw: String = row.get("role")?;
-    raw.parse().map_err(|_| invalid("role", raw))
+    Role::parse(&raw).ok_or_else(|| invalid("role", &raw))
 }
 
 /// A tenant row joined with the member's `role`.

@@ -933,7 +933,7 @@ impl TenantTx for SqliteTenant {
             params![
                 AuditId::new().0,
                 self.tenant.0,
-                entry.actor.kind,
+                entry.actor.kind.as_str(),
                 entry.actor.id,
                 entry.source_app,
                 entry.action,
@@ -988,7 +988,7 @@ impl TenantTx for SqliteTenant {
                 event.source,
                 serde_json::to_string(&logged.event.target).map_err(internal)?,
                 event.data.to_string(),
-                rows::priority_name(logged.event.priority)?,
+                logged.event.priority.as_str(),
                 micros(logged.event.timestamp),
             ],
         )?;

@@ -1,81 +1,47 @@
-use serde::{Deserialize, Serialize};
-
-/// The spec's cross-application event types, plus the few Flow adds for completeness.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EventType {
-    LeadCreated,
-    LeadUpdated,
-    LeadStatusChanged,
-    LeadAssigned,
-    LeadDeleted,
-    ContactCreated,
-    ContactUpdated,
-    ContactMerged,
-    ActivityCreated,
-    ActivityCompleted,
-    MeetingScheduled,
-    VoiceCommandExecuted,
-    VoiceProcessingStarted,
-    VoiceProcessingCompleted,
-    SecurityIncident,
-    ComplianceCheckCompleted,
-    BackupCompleted,
-    DealCreated,
-    DealUpdated,
-    DealWon,
-    DealLost,
-    RevenueMilestone,
-    TenantCreated,
-    UserLoggedIn,
-    SystemMaintenance,
-    JobProgress,
-    JobCompleted,
-    VoiceNotification,
+crate::string_enum! {
+    /// The spec's cross-application event types, plus the few Flow adds for completeness.
+    #[derive(Hash, utoipa::ToSchema)]
+    pub enum EventType {
+        LeadCreated = "LEAD_CREATED",
+        LeadUpdated = "LEAD_UPDATED",
+        LeadStatusChanged = "LEAD_STATUS_CHANGED",
+        LeadAssigned = "LEAD_ASSIGNED",
+        LeadDeleted = "LEAD_DELETED",
+        ContactCreated = "CONTACT_CREATED",
+        ContactUpdated = "CONTACT_UPDATED",
+        ContactMerged = "CONTACT_MERGED",
+        ActivityCreated = "ACTIVITY_CREATED",
+        ActivityCompleted = "ACTIVITY_COMPLETED",
+        MeetingScheduled = "MEETING_SCHEDULED",
+        VoiceCommandExecuted = "VOICE_COMMAND_EXECUTED",
+        VoiceProcessingStarted = "VOICE_PROCESSING_STARTED",
+        VoiceProcessingCompleted = "VOICE_PROCESSING_COMPLETED",
+        SecurityIncident = "SECURITY_INCIDENT",
+        ComplianceCheckCompleted = "COMPLIANCE_CHECK_COMPLETED",
+        BackupCompleted = "BACKUP_COMPLETED",
+        DealCreated = "DEAL_CREATED",
+        DealUpdated = "DEAL_UPDATED",
+        DealWon = "DEAL_WON",
+        DealLost = "DEAL_LOST",
+        RevenueMilestone = "REVENUE_MILESTONE",
+        TenantCreated = "TENANT_CREATED",
+        UserLoggedIn = "USER_LOGGED_IN",
+        SystemMaintenance = "SYSTEM_MAINTENANCE",
+        JobProgress = "JOB_PROGRESS",
+        JobCompleted = "JOB_COMPLETED",
+        VoiceNotification = "VOICE_NOTIFICATION",
+    }
 }
 
-/// Every event type, in declaration order.
-pub const ALL_EVENT_TYPES: &[EventType] = &[
-    EventType::LeadCreated,
-    EventType::LeadUpdated,
-    EventType::LeadStatusChanged,
-    EventType::LeadAssigned,
-    EventType::LeadDeleted,
-    EventType::ContactCreated,
-    EventType::ContactUpdated,
-    EventType::ContactMerged,
-    EventType::ActivityCreated,
-    EventType::ActivityCompleted,
-    EventType::MeetingScheduled,
-    EventType::VoiceCommandExecuted,
-    EventType::VoiceProcessingStarted,
-    EventType::VoiceProcessingCompleted,
-    EventType::SecurityIncident,
-    EventType::ComplianceCheckCompleted,
-    EventType::BackupCompleted,
-    EventType::DealCreated,
-    EventType::DealUpdated,
-    EventType::DealWon,
-    EventType::DealLost,
-    EventType::RevenueMilestone,
-    EventType::TenantCreated,
-    EventType::UserLoggedIn,
-    EventType::SystemMaintenance,
-    EventType::JobProgress,
-    EventType::JobCompleted,
-    EventType::VoiceNotification,
-];
-
-/// How urgent an event is for its consumers (the spec's `priority`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EventPriority {
-    Low,
-    Medium,
-    High,
-    Critical,
+crate::string_enum! {
+    /// How urgent an event is for its consumers (the spec's `priority`).
+    #[derive(PartialOrd, Ord, utoipa::ToSchema)]
+    pub enum EventPriority {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Critical = "critical",
+    }
 }
 
 /// One row of the routing table: which app rooms an event type targets and its default priority.
@@ -248,48 +214,7 @@ impl EventType {
     pub fn default_priority(self) -> EventPriority {
         self.route().priority
     }
-
-    /// The wire name, e.g. `LEAD_CREATED`.
-    pub fn as_str(self) -> &'static str {
-        NAMES[self as usize]
-    }
-
-    /// Parses a wire name such as `LEAD_CREATED`.
-    pub fn parse(name: &str) -> Option<Self> {
-        ALL_EVENT_TYPES.iter().copied().find(|t| t.as_str() == name)
-    }
 }
-
-const NAMES: &[&str] = &[
-    "LEAD_CREATED",
-    "LEAD_UPDATED",
-    "LEAD_STATUS_CHANGED",
-    "LEAD_ASSIGNED",
-    "LEAD_DELETED",
-    "CONTACT_CREATED",
-    "CONTACT_UPDATED",
-    "CONTACT_MERGED",
-    "ACTIVITY_CREATED",
-    "ACTIVITY_COMPLETED",
-    "MEETING_SCHEDULED",
-    "VOICE_COMMAND_EXECUTED",
-    "VOICE_PROCESSING_STARTED",
-    "VOICE_PROCESSING_COMPLETED",
-    "SECURITY_INCIDENT",
-    "COMPLIANCE_CHECK_COMPLETED",
-    "BACKUP_COMPLETED",
-    "DEAL_CREATED",
-    "DEAL_UPDATED",
-    "DEAL_WON",
-    "DEAL_LOST",
-    "REVENUE_MILESTONE",
-    "TENANT_CREATED",
-    "USER_LOGGED_IN",
-    "SYSTEM_MAINTENANCE",
-    "JOB_PROGRESS",
-    "JOB_COMPLETED",
-    "VOICE_NOTIFICATION",
-];
 
 #[cfg(test)]
 mod tests {
@@ -297,9 +222,8 @@ mod tests {
 
     #[test]
     fn every_event_type_has_one_route_and_a_matching_name() {
-        assert_eq!(ALL_EVENT_TYPES.len(), NAMES.len());
-        assert_eq!(ALL_EVENT_TYPES.len(), ROUTES.len());
-        for (i, t) in ALL_EVENT_TYPES.iter().enumerate() {
+        assert_eq!(EventType::ALL.len(), ROUTES.len());
+        for (i, t) in EventType::ALL.iter().enumerate() {
             assert_eq!(*t as usize, i);
             assert_eq!(
                 ROUTES.iter().filter(|r| r.event_type == *t).count(),

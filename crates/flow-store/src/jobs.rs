@@ -7,41 +7,18 @@ use utoipa::ToSchema;
 
 use crate::{JobId, TenantId};
 
-/// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Waiting to run (from `runAt` on: before that it counts as delayed).
-    Ready,
-    /// Taken by a worker that holds its lease.
-    Running,
-    /// Done; `result` holds what it produced.
-    Completed,
-    /// Out of attempts, or failed for good: in the dead-letter queue until requeued.
-    Dead,
-}
-
-impl JobState {
-    /// The storage name, e.g. `ready`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Ready => "ready",
-            JobState::Running => "running",
-            JobState::Completed => "completed",
-            JobState::Dead => "dead",
-        }
-    }
-
-    /// Parses a storage name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            JobState::Ready,
-            JobState::Running,
-            JobState::Completed,
-            JobState::Dead,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+crate::string_enum! {
+    /// Where a job is in its life.
+    #[derive(Hash, ToSchema)]
+    pub enum JobState {
+        /// Waiting to run (from `runAt` on: before that it counts as delayed).
+        Ready = "ready",
+        /// Taken by a worker that holds its lease.
+        Running = "running",
+        /// Done; `result` holds what it produced.
+        Completed = "completed",
+        /// Out of attempts, or failed for good: in the dead-letter queue until requeued.
+        Dead = "dead",
     }
 }
 

@@ -12,10 +12,12 @@ mod ids;
 mod jobs;
 mod model;
 mod store;
+mod vocab;
 
 pub use error::{Constraint, StoreError, StoreResult};
-pub use events::{EventPriority, EventType, ALL_EVENT_TYPES};
+pub use events::{EventPriority, EventType};
 pub use ids::*;
 pub use jobs::*;
 pub use model::*;
 pub use store::*;
+pub use vocab::{ActorKind, UnknownName};

@@ -57,43 +57,19 @@ pub struct NewApiKey {
     pub rate_limit_per_minute: u32,
 }
 
-/// A lead's place in the sales funnel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LeadStatus {
-    New,
-    Contacted,
-    Qualified,
-    Converted,
-    Lost,
+crate::string_enum! {
+    /// A lead's place in the sales funnel (declared in funnel order).
+    #[derive(Hash, ToSchema)]
+    pub enum LeadStatus {
+        New = "NEW",
+        Contacted = "CONTACTED",
+        Qualified = "QUALIFIED",
+        Converted = "CONVERTED",
+        Lost = "LOST",
+    }
 }
 
 impl LeadStatus {
-    /// All statuses, in funnel order.
-    pub const ALL: [LeadStatus; 5] = [
-        LeadStatus::New,
-        LeadStatus::Contacted,
-        LeadStatus::Qualified,
-        LeadStatus::Converted,
-        LeadStatus::Lost,
-    ];
-
-    /// The wire and storage name, e.g. `NEW`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeadStatus::New => "NEW",
-            LeadStatus::Contacted => "CONTACTED",
-            LeadStatus::Qualified => "QUALIFIED",
-            LeadStatus::Converted => "CONVERTED",
-            LeadStatus::Lost => "LOST",
-        }
-    }
-
-    /// Parses a storage name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
     /// The funnel moves one step forward at a time; anything not yet lost can be lost.
     pub fn can_become(self, next: LeadStatus) -> bool {
         use LeadStatus::*;
@@ -168,37 +144,14 @@ pub struct ContactFilter {
     pub limit: u32,
 }
 
-/// The kinds of record an activity can be about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EntityType {
-    Lead,
-    Contact,
-    Deal,
-    Incident,
-}
-
-impl EntityType {
-    /// The storage name, e.g. `lead`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntityType::Lead => "lead",
-            EntityType::Contact => "contact",
-            EntityType::Deal => "deal",
-            EntityType::Incident => "incident",
-        }
-    }
-
-    /// Parses a storage name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            EntityType::Lead,
-            EntityType::Contact,
-            EntityType::Deal,
-            EntityType::Incident,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == name)
+crate::string_enum! {
+    /// The kinds of record an activity can be about.
+    #[derive(ToSchema)]
+    pub enum EntityType {
+        Lead = "lead",
+        Contact = "contact",
+        Deal = "deal",
+        Incident = "incident",
     }
 }
 
@@ -227,30 +180,13 @@ pub struct ActivityFilter {
     pub limit: u32,
 }
 
-/// A deal's outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum DealStatus {
-    Open,
-    Won,
-    Lost,
-}
-
-impl DealStatus {
-    /// The storage name, e.g. `OPEN`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DealStatus::Open => "OPEN",
-            DealStatus::Won => "WON",
-            DealStatus::Lost => "LOST",
-        }
-    }
-
-    /// Parses a storage name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [DealStatus::Open, DealStatus::Won, DealStatus::Lost]
-            .into_iter()
-            .find(|s| s.as_str() == name)
+crate::string_enum! {
+    /// A deal's outcome.
+    #[derive(ToSchema)]
+    pub enum DealStatus {
+        Open = "OPEN",
+        Won = "WON",
+        Lost = "LOST",
     }
 }
 
@@ -287,9 +223,8 @@ pub struct DealFilter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Actor {
-    /// `api_key`, `user` or `system`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: crate::ActorKind,
     pub id: String,
 }
 
@@ -379,41 +314,18 @@ impl NewEvent {
     }
 }
 
-/// How bad a security incident is.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
+crate::string_enum! {
+    /// How bad a security incident is.
+    #[derive(PartialOrd, Ord, Hash, ToSchema)]
+    pub enum Severity {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Critical = "critical",
+    }
 }
 
 impl Severity {
-    /// The storage name, e.g. `high`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    /// Parses a storage name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-    }
-
     /// The priority of the SECURITY_INCIDENT event for an incident this severe.
     pub fn event_priority(self) -> EventPriority {
         match self {
@@ -488,35 +400,13 @@ pub struct NewUser {
     pub password_hash: String,
 }
 
-/// A user's role in one tenant (the spec's RBAC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    User,
-    Viewer,
-}
-
-impl Role {
-    /// The stored and serialised name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::User => "user",
-            Role::Viewer => "viewer",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "user" => Ok(Role::User),
-            "viewer" => Ok(Role::Viewer),
-            other => Err(format!("unknown role '{other}'")),
-        }
+crate::string_enum! {
+    /// A user's role in one tenant (the spec's RBAC).
+    #[derive(ToSchema)]
+    pub enum Role {
+        Admin = "admin",
+        User = "user",
+        Viewer = "viewer",
     }
 }
 

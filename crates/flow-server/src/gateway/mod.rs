@@ -166,7 +166,7 @@ async fn caller_from_token(state: &AppState, token: &str) -> ApiResult<Caller> {
     Ok(Caller {
         tenant_id: found.key.tenant_id,
         actor: flow_store::Actor {
-            kind: "api_key".into(),
+            kind: flow_store::ActorKind::ApiKey,
             id: found.key.id.to_string(),
         },
         permissions: Permissions::new(found.key.permissions),
@@ -235,7 +235,7 @@ async fn create_token(
     caller.require("read", "events")?;
     // A user's access token (or an app token) is itself accepted as `token=`; minting a
     // key token from an app token would hand out the key's full permissions.
-    let key_id = (caller.actor.kind == "api_key")
+    let key_id = (caller.actor.kind == flow_store::ActorKind::ApiKey)
         .then(|| caller.actor.id.parse().ok())
         .flatten()
         .ok_or_else(|| {

@@ -348,7 +348,7 @@ impl Writer {
                     }
                     None if !event_types.is_empty() => {
                         let all: HashSet<EventType> =
-                            flow_store::ALL_EVENT_TYPES.iter().copied().collect();
+                            flow_store::EventType::ALL.iter().copied().collect();
                         self.subscription.event_types =
                             Some(&all - &event_types.into_iter().collect());
                     }

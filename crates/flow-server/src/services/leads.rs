@@ -351,8 +351,8 @@ pub async fn change_status(
     if !before.status.can_become(input.status) {
         let allowed: Vec<&str> = LeadStatus::ALL
             .into_iter()
-            .filter(|s| before.status.can_become(*s))
-            .map(LeadStatus::as_str)
+            .filter(|s| before.status.can_become(**s))
+            .map(|s| s.as_str())
             .collect();
         return Err(ApiError::conflict(
             "invalid_status_transition",

@@ -9,8 +9,8 @@ use argon2::{
 };
 use chrono::Duration;
 use flow_store::{
-    ApiKey, ApiKeyId, Member, Membership, NewApiKey, NewRefreshToken, NewUser, RefreshTokenUse,
-    Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
+    ActorKind, ApiKey, ApiKeyId, Member, Membership, NewApiKey, NewRefreshToken, NewUser,
+    RefreshTokenUse, Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -500,7 +500,7 @@ pub async fn profile(state: &AppState, caller: &Caller) -> ApiResult<Profile> {
 }
 
 fn signed_in_user(caller: &Caller) -> ApiResult<UserId> {
-    (caller.actor.kind == "user")
+    (caller.actor.kind == ActorKind::User)
         .then(|| caller.actor.id.parse().ok())
         .flatten()
         .ok_or_else(|| {
@@ -758,7 +758,7 @@ pub async fn mint_app_token(
     caller: &Caller,
     input: MintAppToken,
 ) -> ApiResult<AppToken> {
-    if caller.actor.kind != "api_key" {
+    if caller.actor.kind != ActorKind::ApiKey {
         return Err(ApiError::forbidden(
             "permission_denied",
             "cross-app tokens are minted with an API key",
