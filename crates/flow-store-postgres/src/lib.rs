@@ -24,8 +24,9 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, JobSettlement,
-    Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
+    now, ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId,
+    JobSettlement, Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead,
+    TenantTx,
 };
 use flow_store::{
     Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
@@ -447,13 +448,7 @@ impl Store for PgStore {
     }
 
     async fn create_tenant(&self, name: &str, slug: &str) -> StoreResult<Tenant> {
-        let tenant = Tenant {
-            id: TenantId::new(),
-            name: name.to_owned(),
-            slug: slug.to_owned(),
-            active: true,
-            created_at: now(),
-        };
+        let tenant = Tenant::new(name, slug);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query("INSERT INTO tenants (id, name, slug, active, created_at) VALUES ($1, $2, $3, true, $4)")
             .bind(tenant.id.0)
@@ -539,13 +534,7 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
-        let created = User {
-            id: UserId::new(),
-            email: user.email.to_lowercase(),
-            name: user.name.clone(),
-            active: true,
-            created_at: now(),
-        };
+        let created = User::new(user);
         sqlx::query(
             "INSERT INTO users (id, email, name, password_hash, active, created_at)
              VALUES ($1, $2, $3, $4, true, $5)",
@@ -563,7 +552,7 @@ impl Store for PgStore {
 
     async fn find_user_credentials(&self, email: &str) -> StoreResult<Option<UserCredentials>> {
         let row = sqlx::query("SELECT * FROM users WHERE email = $1")
-            .bind(email.to_lowercase())
+            .bind(User::normalize_email(email))
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
@@ -702,7 +691,7 @@ impl Store for PgStore {
     }
 
     async fn claim_jobs(&self, request: &ClaimRequest) -> StoreResult<Vec<Job>> {
-        if request.queues.is_empty() || request.limit == 0 {
+        if request.is_empty() {
             return Ok(Vec::new());
         }
         let rows = sqlx::query("SELECT * FROM flow_claim_jobs($1, $2, $3, $4)")
@@ -717,14 +706,7 @@ impl Store for PgStore {
             .iter()
             .map(rows::job)
             .collect::<StoreResult<Vec<_>>>()?;
-        jobs.sort_by(|a, b| {
-            (b.queue_priority, b.priority, a.run_at, a.id).cmp(&(
-                a.queue_priority,
-                a.priority,
-                b.run_at,
-                b.id,
-            ))
-        });
+        jobs.sort_by(Job::claim_order);
         Ok(jobs)
     }
 
@@ -860,21 +842,17 @@ type SettlementColumns = (
 );
 
 fn settlement_columns(settlement: &Settlement) -> StoreResult<SettlementColumns> {
-    let error = |e| serde_json::to_value(e).map(Some).map_err(internal);
-    Ok(match settlement {
-        Settlement::Completed { result } => ("completed", Some(result.clone()), None, None),
-        Settlement::Retry { error: e, run_at } => ("ready", None, Some(*run_at), error(e)?),
-        Settlement::Dead { error: e } => ("dead", None, None, error(e)?),
-    })
-}
-
-pub(crate) fn now() -> DateTime<Utc> {
-    // Stored with microsecond precision: truncate so what we return equals what we read back.
-    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now is in range")
-}
-
-pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
+    let error = settlement
+        .error()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(StoreError::internal)?;
+    Ok((
+        settlement.state().as_str(),
+        settlement.result().cloned(),
+        settlement.run_at(),
+        error,
+    ))
 }
 
 /// The one place where PostgreSQL's errors become [`StoreError`]s.

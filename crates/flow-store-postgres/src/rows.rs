@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::{postgres::PgRow, Row};
 use uuid::Uuid;
 
-use crate::{internal, map_err};
+use crate::map_err;
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
 where
@@ -64,14 +64,7 @@ pub fn api_key(row: &PgRow) -> StoreResult<ApiKey> {
 
 pub fn api_key_with_tenant(row: &PgRow) -> StoreResult<ApiKeyWithTenant> {
     let hash: Vec<u8> = get(row, "key_hash")?;
-    Ok(ApiKeyWithTenant {
-        key: api_key(row)?,
-        key_hash: hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| invalid("key hash length", hash.len()))?,
-        tenant_active: get(row, "tenant_active")?,
-    })
+    ApiKeyWithTenant::from_stored(api_key(row)?, &hash, get(row, "tenant_active")?)
 }
 
 pub fn lead(row: &PgRow) -> StoreResult<Lead> {
@@ -232,7 +225,7 @@ pub fn incident(row: &PgRow) -> StoreResult<Incident> {
 }
 
 pub fn rollup(row: &PgRow) -> StoreResult<DailyRollup> {
-    serde_json::from_value(get(row, "data")?).map_err(internal)
+    serde_json::from_value(get(row, "data")?).map_err(StoreError::internal)
 }
 
 pub fn conversation(row: &PgRow) -> StoreResult<Conversation> {

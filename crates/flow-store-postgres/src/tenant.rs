@@ -6,17 +6,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter, AuditId, CommitNotice,
-    Contact, ContactFilter, ContactId, Conversation, ConversationId, CrossAppEvent, DailyRollup,
-    Deal, DealFilter, DealId, EventId, Incident, IncidentId, Job, JobId, JobState, Lead,
-    LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent, NewJob, QueueCounts,
-    StoreError, StoreResult, TenantId, TenantRead, TenantTx,
+    like_contains, now, Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter,
+    AuditId, CommitNotice, Contact, ContactFilter, ContactId, Conversation, ConversationId,
+    CrossAppEvent, DailyRollup, Deal, DealFilter, DealId, DealStatus, Incident, IncidentId, Job,
+    JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
+    NewJob, QueueCounts, RollupCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
+    LIKE_ESCAPE,
 };
 use flow_store::{Member, Role, UserId};
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use crate::{internal, map_err, now, rows, PgStore};
+use crate::{map_err, rows, PgStore};
 
 /// A tenant's members: memberships (under RLS) joined with the platform's users.
 const MEMBER_SELECT: &str = "SELECT u.id, u.email, u.name, m.role, m.created_at AS joined_at
@@ -184,32 +185,28 @@ impl PgTenant {
             .collect())
     }
 
+    /// Counts rows of the window; `value`, if any, is bound as `$4`.
     async fn count(
         &mut self,
         sql: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        value: Option<&'static str>,
     ) -> StoreResult<u64> {
         let tenant = self.tenant.0;
-        let n: i64 = sqlx::query_scalar(sql)
-            .bind(tenant)
-            .bind(from)
-            .bind(to)
-            .fetch_one(self.conn())
-            .await
-            .map_err(map_err)?;
+        let mut query = sqlx::query_scalar(sql).bind(tenant).bind(from).bind(to);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let n: i64 = query.fetch_one(self.conn()).await.map_err(map_err)?;
         Ok(n.max(0) as u64)
     }
 }
 
 /// Matches `text` in any of `columns`, ignoring case like SQLite's LIKE, never as a
-/// pattern: wildcards are escaped.
+/// pattern (see `like_contains`).
 fn text_search(query: &mut QueryBuilder<'static, Postgres>, columns: &[&str], text: &str) {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    let pattern = format!("%{escaped}%");
+    let pattern = like_contains(text);
     query.push(" AND (");
     for (i, column) in columns.iter().enumerate() {
         if i > 0 {
@@ -218,7 +215,7 @@ fn text_search(query: &mut QueryBuilder<'static, Postgres>, columns: &[&str], te
         query
             .push(format!("{column} ILIKE "))
             .push_bind(pattern.clone())
-            .push(" ESCAPE '\\'");
+            .push(format!(" ESCAPE '{LIKE_ESCAPE}'"));
     }
     query.push(")");
 }
@@ -252,11 +249,7 @@ impl TenantRead for PgTenant {
             query.push(" AND created_at > ").push_bind(after);
         }
         if let Some(text) = &filter.text {
-            text_search(
-                &mut query,
-                &["first_name", "last_name", "email", "company", "phone"],
-                text,
-            );
+            text_search(&mut query, LeadFilter::TEXT_FIELDS, text);
         }
         self.page(
             query,
@@ -288,11 +281,7 @@ impl TenantRead for PgTenant {
             query.push(" AND email = ").push_bind(email.clone());
         }
         if let Some(text) = &filter.text {
-            text_search(
-                &mut query,
-                &["first_name", "last_name", "email", "company", "phone"],
-                text,
-            );
+            text_search(&mut query, ContactFilter::TEXT_FIELDS, text);
         }
         self.page(
             query,
@@ -453,39 +442,35 @@ impl TenantRead for PgTenant {
                 "SELECT COUNT(*) FROM activities WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3",
                 from,
                 to,
+                None,
             )
             .await?;
+        // Names from flow-store are bound as `$4`, not spelled into the SQL, so the rollup
+        // counts what the rest of Flow writes.
         let voice_commands = self
             .count(
-                "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 AND action = 'voice.execute'",
+                "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 AND action = $4",
                 from,
                 to,
+                Some(DailyRollup::VOICE_COMMAND_ACTION),
             )
             .await?;
         let deals_won = self
             .count(
-                "SELECT COUNT(*) FROM deals WHERE tenant_id = $1 AND closed_at >= $2 AND closed_at < $3 AND status = 'WON'",
+                "SELECT COUNT(*) FROM deals WHERE tenant_id = $1 AND closed_at >= $2 AND closed_at < $3 AND status = $4",
                 from,
                 to,
+                Some(DealStatus::Won.as_str()),
             )
             .await?;
-        let leads_created: u64 = leads_by_status.values().sum();
-        let converted = leads_by_status.get("CONVERTED").copied().unwrap_or(0);
-        Ok(DailyRollup {
-            day: day.to_owned(),
-            leads_created,
-            conversion_rate: if leads_created == 0 {
-                0.0
-            } else {
-                converted as f64 / leads_created as f64
-            },
+        let counts = RollupCounts {
             leads_by_status,
             leads_by_source,
             activities,
             voice_commands,
             deals_won,
-            computed_at: Some(now()),
-        })
+        };
+        Ok(DailyRollup::from_counts(day, counts))
     }
 
     async fn list_rollups(&mut self, from: &str, to: &str) -> StoreResult<Vec<DailyRollup>> {
@@ -533,7 +518,7 @@ impl TenantRead for PgTenant {
 
     async fn queue_counts(&mut self, now: DateTime<Utc>) -> StoreResult<Vec<QueueCounts>> {
         let tenant = self.tenant.0;
-        let minute_ago = now - chrono::Duration::minutes(1);
+        let minute_ago = QueueCounts::last_minute_start(now);
         let rows = sqlx::query(
             "SELECT queue,
                 COUNT(*) FILTER (WHERE state = 'ready' AND run_at <= $2) AS ready,
@@ -798,19 +783,8 @@ impl TenantTx for PgTenant {
     }
 
     async fn insert_api_key(&mut self, key: &NewApiKey) -> StoreResult<ApiKey> {
-        let stored = ApiKey {
-            id: ApiKeyId::new(),
-            tenant_id: self.tenant,
-            name: key.name.clone(),
-            prefix: key.prefix.clone(),
-            permissions: key.permissions.clone(),
-            allowed_apps: key.allowed_apps.clone(),
-            rate_limit_per_minute: key.rate_limit_per_minute,
-            active: true,
-            created_at: now(),
-            last_used_at: None,
-        };
-        let rate = i32::try_from(stored.rate_limit_per_minute).map_err(internal)?;
+        let stored = ApiKey::new(self.tenant, key);
+        let rate = i32::try_from(stored.rate_limit_per_minute).map_err(StoreError::internal)?;
         self.execute(
             sqlx::query(
                 "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, permissions,
@@ -905,7 +879,7 @@ impl TenantTx for PgTenant {
 
     async fn save_rollup(&mut self, rollup: &DailyRollup) -> StoreResult<()> {
         let tenant = self.tenant.0;
-        let data = serde_json::to_value(rollup).map_err(internal)?;
+        let data = serde_json::to_value(rollup).map_err(StoreError::internal)?;
         self.execute(
             sqlx::query(
                 "INSERT INTO daily_rollups (tenant_id, day, data) VALUES ($1, $2, $3)
@@ -1182,22 +1156,9 @@ impl TenantTx for PgTenant {
         let mut logged: Vec<LoggedEvent> = events
             .iter()
             .map(|event| LoggedEvent {
+                // Numbered below, once the counter has moved.
                 seq: 0,
-                event: CrossAppEvent {
-                    id: EventId::new(),
-                    event_type: event.event_type,
-                    source: event.source.clone(),
-                    target: event
-                        .event_type
-                        .target_apps()
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
-                    tenant_id: self.tenant,
-                    timestamp: at,
-                    data: event.data.clone(),
-                    priority: event.priority,
-                },
+                event: CrossAppEvent::new(self.tenant, event, at),
             })
             .collect();
         let column = |f: fn(&LoggedEvent) -> String| logged.iter().map(f).collect::<Vec<_>>();

@@ -14,8 +14,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, Settlement,
-    Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
+    now, ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId, JobState,
+    Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead, TenantTx,
 };
 use flow_store::{
     Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
@@ -115,13 +115,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_tenant(&self, name: &str, slug: &str) -> StoreResult<Tenant> {
-        let tenant = Tenant {
-            id: TenantId::new(),
-            name: name.to_owned(),
-            slug: slug.to_owned(),
-            active: true,
-            created_at: now(),
-        };
+        let tenant = Tenant::new(name, slug);
         let writer = self.pool.writer_autocommit().await?;
         writer
             .prepare_cached("INSERT INTO tenants (id, name, slug, active, created_at) VALUES (?1, ?2, ?3, 1, ?4)")
@@ -180,13 +174,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
-        let created = User {
-            id: UserId::new(),
-            email: user.email.to_lowercase(),
-            name: user.name.clone(),
-            active: true,
-            created_at: now(),
-        };
+        let created = User::new(user);
         let writer = self.pool.writer_autocommit().await?;
         writer
             .prepare_cached(
@@ -211,7 +199,7 @@ impl Store for SqliteStore {
         reader
             .prepare_cached("SELECT * FROM users WHERE email = ?1")
             .and_then(|mut s| {
-                s.query_row([email.to_lowercase()], |row| {
+                s.query_row([User::normalize_email(email)], |row| {
                     Ok(UserCredentials {
                         user: rows::user(row)?,
                         password_hash: row.get("password_hash")?,
@@ -350,7 +338,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_jobs(&self, request: &ClaimRequest) -> StoreResult<Vec<Job>> {
-        if request.queues.is_empty() || request.limit == 0 {
+        if request.is_empty() {
             return Ok(Vec::new());
         }
         let queues = vec!["?"; request.queues.len()].join(", ");
@@ -389,14 +377,7 @@ impl Store for SqliteStore {
                     jobs.push(job.map_err(map_err)?);
                 }
             }
-            jobs.sort_by(|a, b| {
-                (b.queue_priority, b.priority, a.run_at, a.id).cmp(&(
-                    a.queue_priority,
-                    a.priority,
-                    b.run_at,
-                    b.id,
-                ))
-            });
+            jobs.sort_by(Job::claim_order);
             Ok(jobs)
         })
         .await
@@ -410,18 +391,16 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let now = micros(now);
-        let (state, result, run_at, error) = match settlement {
-            Settlement::Completed { result } => ("completed", Some(result.to_string()), None, None),
-            Settlement::Retry { error, run_at } => {
-                ("ready", None, Some(micros(*run_at)), Some(error))
-            }
-            Settlement::Dead { error } => ("dead", None, None, Some(error)),
-        };
-        let error = error
+        let state = settlement.state();
+        let result = settlement.result().map(|result| result.to_string());
+        let run_at = settlement.run_at().map(micros);
+        let error = settlement
+            .error()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(internal)?;
-        let finished = (state != "ready").then_some(now);
+            .map_err(StoreError::internal)?;
+        let finished = (state != JobState::Ready).then_some(now);
+        let state = state.as_str();
         self.unit(move |conn| {
             let changed = conn
                 .prepare_cached(
@@ -552,17 +531,8 @@ impl SqliteStore {
     }
 }
 
-pub(crate) fn now() -> DateTime<Utc> {
-    // Stored with microsecond precision: truncate so what we return equals what we read back.
-    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now is in range")
-}
-
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
-}
-
-pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
 }
 
 /// The one place where SQLite's errors become [`StoreError`]s.

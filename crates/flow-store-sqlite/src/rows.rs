@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use flow_store::{
     Activity, Actor, ApiKey, ApiKeyWithTenant, AuditEntry, Contact, CrossAppEvent, Deal,
     DealStatus, EntityType, EventPriority, EventType, Job, JobState, Lead, LeadStatus, LoggedEvent,
-    QueueCounts, StoreError, StoreResult, Tenant,
+    QueueCounts, StoreResult, Tenant,
 };
 use flow_store::{
     ActorKind, Conversation, Incident, Member, Membership, RefreshToken, Role, Severity, User,
@@ -71,16 +71,7 @@ pub fn api_key_row(row: &Row) -> rusqlite::Result<ApiKeyRow> {
 
 impl ApiKeyRow {
     pub fn into_with_tenant(self) -> StoreResult<ApiKeyWithTenant> {
-        let key_hash: [u8; 32] = self
-            .key_hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Internal("stored key hash is not 32 bytes".into()))?;
-        Ok(ApiKeyWithTenant {
-            key: self.key,
-            key_hash,
-            tenant_active: self.tenant_active,
-        })
+        ApiKeyWithTenant::from_stored(self.key, &self.key_hash, self.tenant_active)
     }
 }
 

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
-    Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter, AuditId, CommitNotice,
-    Contact, ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter, DealId, EventId, Job,
-    JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey, NewAuditEntry, NewEvent,
-    NewJob, QueueCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
+    like_contains, now, Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter,
+    AuditId, CommitNotice, Contact, ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter,
+    DealId, DealStatus, Job, JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey,
+    NewAuditEntry, NewEvent, NewJob, QueueCounts, RollupCounts, StoreError, StoreResult, TenantId,
+    TenantRead, TenantTx, LIKE_ESCAPE,
 };
 use flow_store::{
     Conversation, ConversationId, DailyRollup, Incident, IncidentId, Member, Role, UserId,
@@ -20,7 +21,7 @@ use rusqlite::{
 use uuid::Uuid;
 
 use crate::{
-    internal, map_err, micros, now,
+    map_err, micros,
     pool::{Reader, WriterGuard},
     rows,
 };
@@ -172,17 +173,12 @@ impl Query {
         self.values.push(value);
     }
 
-    /// Matches `text` in any of `columns`. LIKE with an explicit escape, so user input
-    /// never acts as a wildcard.
+    /// Matches `text` in any of `columns`, never as a pattern (see `like_contains`).
     fn text_search(&mut self, columns: &[&str], text: &str) {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = format!("%{escaped}%");
+        let pattern = like_contains(text);
         let conditions: Vec<String> = columns
             .iter()
-            .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
+            .map(|c| format!("{c} LIKE ? ESCAPE '{LIKE_ESCAPE}'"))
             .collect();
         self.sql
             .push_str(&format!(" AND ({})", conditions.join(" OR ")));
@@ -221,10 +217,7 @@ impl TenantRead for SqliteTenant {
             query.and("created_at > ?", SqlValue::Integer(micros(after)));
         }
         if let Some(text) = &filter.text {
-            query.text_search(
-                &["first_name", "last_name", "email", "company", "phone"],
-                text,
-            );
+            query.text_search(LeadFilter::TEXT_FIELDS, text);
         }
         self.page(
             query,
@@ -254,10 +247,7 @@ impl TenantRead for SqliteTenant {
             query.and("email = ?", SqlValue::Text(email.clone()));
         }
         if let Some(text) = &filter.text {
-            query.text_search(
-                &["first_name", "last_name", "email", "company", "phone"],
-                text,
-            );
+            query.text_search(ContactFilter::TEXT_FIELDS, text);
         }
         self.page(
             query,
@@ -417,36 +407,38 @@ impl TenantRead for SqliteTenant {
                 .map_err(map_err)?;
             rows.collect::<Result<_, _>>().map_err(map_err)
         };
-        let count = |sql: &str| -> StoreResult<u64> {
-            self.conn()
-                .prepare_cached(sql)
-                .and_then(|mut s| s.query_row(params![tenant, from, to], |r| r.get::<_, i64>(0)))
-                .map(|n| n.max(0) as u64)
-                .map_err(map_err)
+        // Names from flow-store are bound as `?4`, not spelled into the SQL, so the rollup
+        // counts what the rest of Flow writes.
+        let count = |sql: &str, value: Option<&str>| -> StoreResult<u64> {
+            let mut statement = self.conn().prepare_cached(sql).map_err(map_err)?;
+            match value {
+                Some(value) => statement.query_row(params![tenant, from, to, value], |r| r.get(0)),
+                None => statement.query_row(params![tenant, from, to], |r| r.get(0)),
+            }
+            .map(|n: i64| n.max(0) as u64)
+            .map_err(map_err)
         };
-        let leads_by_status = grouped(
-            "SELECT status, COUNT(*) FROM leads WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY status",
-        )?;
-        let leads_by_source = grouped(
-            "SELECT source, COUNT(*) FROM leads WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY source",
-        )?;
-        let leads_created: u64 = leads_by_status.values().sum();
-        let converted = leads_by_status.get("CONVERTED").copied().unwrap_or(0);
-        Ok(DailyRollup {
-            day: day.to_owned(),
-            leads_created,
-            conversion_rate: if leads_created == 0 { 0.0 } else { converted as f64 / leads_created as f64 },
-            leads_by_status,
-            leads_by_source,
-            activities: count("SELECT COUNT(*) FROM activities WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3")?,
+        let counts = RollupCounts {
+            leads_by_status: grouped(
+                "SELECT status, COUNT(*) FROM leads WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY status",
+            )?,
+            leads_by_source: grouped(
+                "SELECT source, COUNT(*) FROM leads WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY source",
+            )?,
+            activities: count(
+                "SELECT COUNT(*) FROM activities WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3",
+                None,
+            )?,
             voice_commands: count(
-                "SELECT COUNT(*) FROM audit_log WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND action = 'voice.execute'",
+                "SELECT COUNT(*) FROM audit_log WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND action = ?4",
+                Some(DailyRollup::VOICE_COMMAND_ACTION),
             )?,
             deals_won: count(
-                "SELECT COUNT(*) FROM deals WHERE tenant_id = ?1 AND closed_at >= ?2 AND closed_at < ?3 AND status = 'WON'",
+                "SELECT COUNT(*) FROM deals WHERE tenant_id = ?1 AND closed_at >= ?2 AND closed_at < ?3 AND status = ?4",
+                Some(DealStatus::Won.as_str()),
             )?,
-            computed_at: Some(now()),
-        })
+        };
+        Ok(DailyRollup::from_counts(day, counts))
     }
 
     async fn list_rollups(&mut self, from: &str, to: &str) -> StoreResult<Vec<DailyRollup>> {
@@ -457,7 +449,7 @@ impl TenantRead for SqliteTenant {
         let rows = statement
             .query_map(params![self.tenant.0, from, to], |r| r.get::<_, String>(0))
             .map_err(map_err)?;
-        rows.map(|row| serde_json::from_str(&row.map_err(map_err)?).map_err(internal))
+        rows.map(|row| serde_json::from_str(&row.map_err(map_err)?).map_err(StoreError::internal))
             .collect()
     }
 
@@ -493,8 +485,8 @@ impl TenantRead for SqliteTenant {
     }
 
     async fn queue_counts(&mut self, now: DateTime<Utc>) -> StoreResult<Vec<QueueCounts>> {
+        let minute_ago = micros(QueueCounts::last_minute_start(now));
         let now = micros(now);
-        let minute_ago = now - 60_000_000;
         let mut statement = self
             .conn()
             .prepare_cached(
@@ -724,18 +716,7 @@ impl TenantTx for SqliteTenant {
     }
 
     async fn insert_api_key(&mut self, key: &NewApiKey) -> StoreResult<ApiKey> {
-        let stored = ApiKey {
-            id: ApiKeyId::new(),
-            tenant_id: self.tenant,
-            name: key.name.clone(),
-            prefix: key.prefix.clone(),
-            permissions: key.permissions.clone(),
-            allowed_apps: key.allowed_apps.clone(),
-            rate_limit_per_minute: key.rate_limit_per_minute,
-            active: true,
-            created_at: now(),
-            last_used_at: None,
-        };
+        let stored = ApiKey::new(self.tenant, key);
         self.execute(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, permissions,
                 allowed_apps, rate_limit_per_minute, active, created_at)
@@ -746,8 +727,8 @@ impl TenantTx for SqliteTenant {
                 stored.name,
                 stored.prefix,
                 &key.key_hash[..],
-                serde_json::to_string(&stored.permissions).map_err(internal)?,
-                serde_json::to_string(&stored.allowed_apps).map_err(internal)?,
+                serde_json::to_string(&stored.permissions).map_err(StoreError::internal)?,
+                serde_json::to_string(&stored.allowed_apps).map_err(StoreError::internal)?,
                 i64::from(stored.rate_limit_per_minute),
                 micros(stored.created_at),
             ],
@@ -785,7 +766,7 @@ impl TenantTx for SqliteTenant {
             params![
                 self.tenant.0,
                 rollup.day,
-                serde_json::to_string(rollup).map_err(internal)?
+                serde_json::to_string(rollup).map_err(StoreError::internal)?
             ],
         )
         .map(drop)
@@ -961,21 +942,7 @@ impl TenantTx for SqliteTenant {
             .ok_or(StoreError::NotFound)?;
         let logged = LoggedEvent {
             seq,
-            event: CrossAppEvent {
-                id: EventId::new(),
-                event_type: event.event_type,
-                source: event.source.clone(),
-                target: event
-                    .event_type
-                    .target_apps()
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                tenant_id: self.tenant,
-                timestamp: now(),
-                data: event.data.clone(),
-                priority: event.priority,
-            },
+            event: CrossAppEvent::new(self.tenant, event, now()),
         };
         self.execute(
             "INSERT INTO events (tenant_id, seq, id, type, source, target, data, priority, created_at)
@@ -986,7 +953,7 @@ impl TenantTx for SqliteTenant {
                 logged.event.id.0,
                 event.event_type.as_str(),
                 event.source,
-                serde_json::to_string(&logged.event.target).map_err(internal)?,
+                serde_json::to_string(&logged.event.target).map_err(StoreError::internal)?,
                 event.data.to_string(),
                 logged.event.priority.as_str(),
                 micros(logged.event.timestamp),

@@ -1,18 +1,14 @@
 //! One story every backend must pass: tenant scoping, constraints, rollback and the event
 //! log, driven through the traits only. Each backend runs it from its own tests.
 
-use chrono::Utc;
 use serde_json::json;
 
 use crate::{
-    ApiKeyId, Constraint, Contact, ContactFilter, ContactId, EventType, Lead, LeadFilter, LeadId,
-    LeadStatus, NewApiKey, NewEvent, NewRefreshToken, NewUser, RefreshTokenUse, Role, Store,
-    StoreError, TenantId, UserId,
+    now, Activity, ActivityId, Actor, ActorKind, ApiKeyId, Constraint, Contact, ContactFilter,
+    ContactId, DailyRollup, Deal, DealId, DealStatus, EntityType, EventType, Lead, LeadFilter,
+    LeadId, LeadStatus, NewApiKey, NewAuditEntry, NewEvent, NewRefreshToken, NewUser,
+    RefreshTokenUse, Role, Store, StoreError, TenantId, UserId,
 };
-
-fn now() -> chrono::DateTime<Utc> {
-    chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
-}
 
 fn contact(tenant: TenantId, email: &str) -> Contact {
     Contact {
@@ -349,6 +345,8 @@ pub async fn run(store: &dyn Store) {
 
     users(store, a.id, b.id).await;
     batch_enqueue(store, a.id, b.id).await;
+    search(store).await;
+    rollup(store).await;
 
     // An inactive tenant shows in the key lookup.
     store.set_tenant_active(a.id, false).await.unwrap();
@@ -520,4 +518,153 @@ async fn batch_enqueue(store: &dyn Store, a: TenantId, b: TenantId) {
         .unwrap();
     tx.commit().await.unwrap();
     assert!(other.iter().all(|(job, new)| *new && job.tenant_id == b));
+}
+
+/// Free-text search finds what was typed, case aside, with wildcards taken literally.
+async fn search(store: &dyn Store) {
+    let tenant = store.create_tenant("Search", "conf-search").await.unwrap();
+    let names = [
+        "50% Club",
+        "500 Club",
+        "Under_score",
+        "Underscore",
+        r"C:\temp",
+        "C:temp",
+    ];
+    let mut tx = store.begin(tenant.id).await.unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let mut contact = contact(tenant.id, &format!("c{i}@example.com"));
+        contact.company = Some(name.to_string());
+        tx.insert_contact(&contact).await.unwrap();
+        let mut lead = lead(tenant.id, None, name);
+        lead.email = Some(format!("lead{i}@example.com"));
+        tx.insert_lead(&lead).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut read = store.read(tenant.id).await.unwrap();
+    for (text, expected) in [
+        ("50%", &["50% Club"][..]),
+        ("_", &["Under_score"]),
+        (r"C:\t", &[r"C:\temp"]),
+        ("CLUB", &["500 Club", "50% Club"]),
+        ("LEAD1@", &["500 Club"]),
+    ] {
+        let leads = read
+            .list_leads(&LeadFilter {
+                text: Some(text.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let found: Vec<&str> = leads.iter().map(|l| l.first_name.as_str()).collect();
+        assert_eq!(found, expected, "leads matching {text:?}");
+    }
+    let contacts = read
+        .list_contacts(&ContactFilter {
+            text: Some("_".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let found: Vec<_> = contacts.iter().map(|c| c.company.as_deref()).collect();
+    assert_eq!(found, [Some("Under_score")], "contacts matching \"_\"");
+}
+
+/// A day's rollup counts what happened in its window, and is stored and read back whole.
+async fn rollup(store: &dyn Store) {
+    let tenant = store.create_tenant("Rollup", "conf-rollup").await.unwrap();
+    let t = tenant.id;
+    let deal = |status: DealStatus, closed: bool| Deal {
+        id: DealId::new(),
+        tenant_id: t,
+        title: "deal".into(),
+        amount: 100,
+        currency: "DKK".into(),
+        stage: None,
+        status,
+        contact_id: None,
+        lead_id: None,
+        closed_at: closed.then(now),
+        created_at: now(),
+        updated_at: now(),
+    };
+    let audit = |action: &str| NewAuditEntry {
+        actor: Actor {
+            kind: ActorKind::ApiKey,
+            id: "k".into(),
+        },
+        source_app: "voice-agent".into(),
+        action: action.into(),
+        entity_type: "voice_command".into(),
+        entity_id: "x".into(),
+        before: None,
+        after: None,
+        request_id: None,
+    };
+    let mut tx = store.begin(t).await.unwrap();
+    for (status, source) in [
+        (LeadStatus::Converted, "web"),
+        (LeadStatus::New, "web"),
+        (LeadStatus::New, "phone"),
+        (LeadStatus::Lost, "web"),
+        (LeadStatus::Converted, "phone"),
+    ] {
+        let mut lead = lead(t, None, "L");
+        lead.status = status;
+        lead.source = source.into();
+        tx.insert_lead(&lead).await.unwrap();
+    }
+    tx.insert_activity(&Activity {
+        id: ActivityId::new(),
+        tenant_id: t,
+        activity_type: "CALL".into(),
+        entity_type: EntityType::Lead,
+        entity_id: uuid::Uuid::now_v7(),
+        description: None,
+        data: json!({}),
+        created_at: now(),
+    })
+    .await
+    .unwrap();
+    tx.insert_audit(&audit(DailyRollup::VOICE_COMMAND_ACTION))
+        .await
+        .unwrap();
+    tx.insert_audit(&audit("lead.create")).await.unwrap();
+    tx.insert_deal(&deal(DealStatus::Won, true)).await.unwrap();
+    tx.insert_deal(&deal(DealStatus::Won, false)).await.unwrap();
+    tx.insert_deal(&deal(DealStatus::Lost, true)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let hour = chrono::Duration::hours(1);
+    let mut read = store.read(t).await.unwrap();
+    let rollup = read
+        .compute_rollup("2024-05-01", now() - hour, now() + hour)
+        .await
+        .unwrap();
+    assert_eq!(rollup.day, "2024-05-01");
+    assert_eq!(rollup.leads_created, 5);
+    assert_eq!(rollup.leads_by_status["CONVERTED"], 2);
+    assert_eq!(rollup.leads_by_status["NEW"], 2);
+    assert_eq!(rollup.leads_by_source["web"], 3);
+    assert_eq!(rollup.conversion_rate, 0.4);
+    assert_eq!(rollup.activities, 1);
+    assert_eq!(rollup.voice_commands, 1);
+    assert_eq!(rollup.deals_won, 1);
+    let later = read
+        .compute_rollup("2024-05-02", now() + hour, now() + hour * 2)
+        .await
+        .unwrap();
+    assert_eq!((later.leads_created, later.conversion_rate), (0, 0.0));
+    drop(read);
+
+    let mut tx = store.begin(t).await.unwrap();
+    tx.save_rollup(&rollup).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut read = store.read(t).await.unwrap();
+    assert_eq!(
+        read.list_rollups("2024-05-01", "2024-05-01").await.unwrap(),
+        [rollup]
+    );
 }

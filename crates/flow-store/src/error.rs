@@ -20,6 +20,13 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// An [`StoreError::Internal`] carrying `error`'s message.
+    pub fn internal(error: impl fmt::Display) -> Self {
+        StoreError::Internal(error.to_string())
+    }
+}
+
 /// The constraints the API layer turns into 409/422 answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Constraint {

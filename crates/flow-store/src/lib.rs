@@ -3,7 +3,12 @@
 //! Every backend implements [`Store`]. Tenant data is reachable only through a
 //! [`TenantRead`] or [`TenantTx`], which a backend opens for exactly one tenant: there
 //! is no way to write a tenant query without a tenant context.
+//!
+//! The rules a backend applies when it writes (ids and timestamps of new records, event
+//! routing, email case, the rollup formula, search patterns) live here too, so that
+//! backends differ only in SQL.
 
+mod build;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
@@ -14,6 +19,7 @@ mod model;
 mod store;
 mod vocab;
 
+pub use build::{like_contains, now, LIKE_ESCAPE};
 pub use error::{Constraint, StoreError, StoreResult};
 pub use events::{EventPriority, EventType};
 pub use ids::*;

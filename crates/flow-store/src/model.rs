@@ -116,6 +116,14 @@ pub struct LeadFilter {
     pub limit: u32,
 }
 
+/// Leads and contacts are found by the same fields of free text: names, email, company, phone.
+const TEXT_FIELDS: &[&str] = &["first_name", "last_name", "email", "company", "phone"];
+
+impl LeadFilter {
+    /// The fields `text` is matched against, named as their columns are.
+    pub const TEXT_FIELDS: &'static [&'static str] = TEXT_FIELDS;
+}
+
 /// A person or company the tenant deals with.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -139,9 +147,15 @@ pub struct Contact {
 #[derive(Clone, Debug, Default)]
 pub struct ContactFilter {
     pub email: Option<String>,
+    /// Free text matched against names, email, company and phone.
     pub text: Option<String>,
     pub before: Option<ContactId>,
     pub limit: u32,
+}
+
+impl ContactFilter {
+    /// The fields `text` is matched against, named as their columns are.
+    pub const TEXT_FIELDS: &'static [&'static str] = TEXT_FIELDS;
 }
 
 crate::string_enum! {
