@@ -143,6 +143,37 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// How the chat API is reached.
+    pub fn llm(&self) -> flow_outbound::LlmConfig {
+        flow_outbound::LlmConfig {
+            base_url: self.llm_base_url.clone(),
+            api_key: self.llm_api_key.clone(),
+            model: self.llm_model.clone(),
+            timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
+        }
+    }
+
+    /// Which speech providers run, and how they are reached.
+    pub fn speech(&self) -> flow_outbound::speech::SpeechConfig {
+        flow_outbound::speech::SpeechConfig {
+            speech_to_text: self.speech_to_text.clone(),
+            text_to_speech: self.text_to_speech.clone(),
+            speech_api_url: self.speech_api_url.clone(),
+            speech_api_key: self.speech_api_key.clone(),
+            speech_stt_model: self.speech_stt_model.clone(),
+            speech_tts_model: self.speech_tts_model.clone(),
+            speech_tts_voice: self.speech_tts_voice.clone(),
+            elevenlabs_url: self.elevenlabs_url.clone(),
+            elevenlabs_api_key: self.elevenlabs_api_key.clone(),
+            elevenlabs_voice_id: self.elevenlabs_voice_id.clone(),
+            elevenlabs_model: self.elevenlabs_model.clone(),
+            sphinx_bin: self.sphinx_bin.clone(),
+            espeak_bin: self.espeak_bin.clone(),
+            max_audio_secs: self.voice_max_audio_secs,
+            timeout_secs: self.llm_timeout_secs,
+        }
+    }
+
     /// Loads defaults, `file`, the environment and `overrides`, and validates the result.
     pub fn load(file: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));

@@ -7,20 +7,15 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use flow_store::{Constraint, StoreError};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-/// An error answered to a client: a status, a stable machine-readable code and a message.
+pub use flow_app::{ApiError, ErrorCode};
+
+/// An [`ApiError`] on its way to an HTTP response.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Sent as `Retry-After` (429, 503).
-    pub retry_after_secs: Option<u64>,
-}
+pub struct HttpError(pub ApiError);
 
 /// The JSON shape of every error response.
 #[derive(Serialize, ToSchema)]
@@ -39,133 +34,99 @@ pub struct ErrorDetail {
     request_id: Option<String>,
 }
 
-/// The result type of handlers and services.
-pub type ApiResult<T> = Result<T, ApiError>;
+/// The result type of handlers.
+pub type HttpResult<T> = Result<T, HttpError>;
 
-impl ApiError {
-    /// An error with any status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    /// The same error, telling the client when to try again.
-    pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after_secs = Some(secs.max(1));
-        self
-    }
-
-    /// 400 with a code naming what was wrong.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+impl HttpError {
+    /// An error with any code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(ApiError::new(code, message))
     }
 
     /// 422: well-formed JSON whose content breaks a rule.
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            message,
-        )
+        Self(ApiError::validation(message))
     }
 
     /// 404 for a row that is missing or belongs to another tenant (indistinguishable).
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
-    }
-
-    /// 409 for a request that conflicts with the current state.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
-    }
-
-    /// 401.
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-
-    /// 403.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, message)
+        Self(ApiError::not_found(what))
     }
 
     /// 500 without details: the cause goes to the log, not to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal server error",
-        )
+        Self(ApiError::internal(cause))
     }
 
-    /// Turns a store error about `what` into the answer a client should see.
-    pub fn from_store(what: &str, error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound => Self::not_found(what),
-            other => other.into(),
-        }
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        status_of(self.0.code)
     }
 }
 
-/// The one place where constraint violations become 409/422 answers.
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound => Self::not_found("resource"),
-            StoreError::Constraint(Constraint::ContactEmailUnique) => Self::conflict(
-                "contact_email_exists",
-                "a contact with this email already exists",
-            ),
-            StoreError::Constraint(Constraint::TenantSlugUnique) => {
-                Self::conflict("tenant_exists", "a tenant with this slug already exists")
-            }
-            StoreError::Constraint(Constraint::UserEmailUnique) => {
-                Self::conflict("user_exists", "an account with this email already exists")
-            }
-            StoreError::Constraint(Constraint::ApiKeyUnique) => {
-                Self::conflict("api_key_exists", "this API key already exists")
-            }
-            StoreError::Constraint(Constraint::ForeignKey) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_reference",
-                "a referenced record does not exist",
-            ),
-            StoreError::Constraint(Constraint::Other(name)) => Self::conflict(
-                "conflict",
-                format!("conflicts with an existing record ({name})"),
-            ),
-            StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "the database is unavailable, try again shortly",
-                )
-            }
-            StoreError::Internal(cause) => Self::internal(cause),
-        }
+impl From<ApiError> for HttpError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
     }
 }
 
-impl IntoResponse for ApiError {
+impl From<flow_store::StoreError> for HttpError {
+    fn from(error: flow_store::StoreError) -> Self {
+        Self(error.into())
+    }
+}
+
+/// Each code answers with one status: the code says what went wrong, the status only
+/// which class of failure it is.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        InvalidJson | InvalidBody | InvalidQuery | InvalidId | InvalidLimit | InvalidCursor
+        | InvalidSince | InvalidRange | InvalidDay | InvalidEncoding | BadRequest
+        | InvalidSourceApp | UnknownCommand => StatusCode::BAD_REQUEST,
+        ValidationFailed | InvalidReference | SpeechUnsupported | SpeechNotRecognised => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        PayloadTooLarge | AudioTooLong => StatusCode::PAYLOAD_TOO_LARGE,
+        MissingApiKey | InvalidApiKey | InactiveApiKey | InactiveTenant | InvalidAuthorization
+        | InvalidToken | InvalidCredentials | InvalidRefreshToken | RefreshTokenReused => {
+            StatusCode::UNAUTHORIZED
+        }
+        AppNotAllowed | TenantMismatch | PermissionDenied | NotAMember | NoTenant | NotAUser => {
+            StatusCode::FORBIDDEN
+        }
+        RateLimited | TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+        NotFound | RouteNotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        InvalidStatusTransition
+        | ContactEmailExists
+        | TenantExists
+        | UserExists
+        | ApiKeyExists
+        | AlreadyAMember
+        | LastAdmin
+        | TenantNotEmpty
+        | JobNotDead
+        | Conflict => StatusCode::CONFLICT,
+        UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        SpeechProviderFailed => StatusCode::BAD_GATEWAY,
+        ServiceUnavailable | LlmNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+        InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         // The body is written by `render_errors`, which knows the request id.
-        let mut response = self.status.into_response();
-        if let Some(secs) = self.retry_after_secs {
+        let mut response = self.status().into_response();
+        if let Some(secs) = self.0.retry_after_secs {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        response.extensions_mut().insert(self);
+        response.extensions_mut().insert(self.0);
         response
     }
 }
@@ -189,7 +150,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         None => fallback_error(status),
     };
     let body = json!({
-        "error": { "code": error.code, "message": error.message, "request_id": request_id }
+        "error": { "code": error.code.as_str(), "message": error.message, "request_id": request_id }
     });
     let mut rendered = (status, Json(body)).into_response();
     for name in [
@@ -216,17 +177,18 @@ fn is_json(response: &Response) -> bool {
 
 fn fallback_error(status: StatusCode) -> ApiError {
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this route")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "request took too long"),
+        StatusCode::NOT_FOUND => (ErrorCode::RouteNotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::RequestTimeout, "request took too long"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported_media_type", "expected application/json")
+            (ErrorCode::UnsupportedMediaType, "expected application/json")
         }
-        s if s.is_server_error() => ("internal_error", "internal server error"),
-        _ => ("bad_request", "bad request"),
+        s if s.is_server_error() => (ErrorCode::InternalError, "internal server error"),
+        _ => (ErrorCode::BadRequest, "bad request"),
     };
-    ApiError::new(status, code, message)
+    ApiError::new(code, message)
 }

@@ -1,4 +1,4 @@
-//! Extractors that turn axum's rejections into [`ApiError`]s with stable codes.
+//! Extractors that turn axum's rejections into [`HttpError`]s with stable codes.
 
 use axum::{
     extract::{
@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ErrorCode, HttpError};
 
 /// A JSON body. Syntax errors are 400 `invalid_json`; wrong types, missing or unknown
 /// fields are 422 `validation_failed`; a body over the limit is 413.
@@ -20,7 +20,7 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
@@ -30,25 +30,20 @@ where
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+fn json_rejection(rejection: JsonRejection) -> HttpError {
     match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::validation(serde_detail(&e.body_text())),
+        JsonRejection::JsonDataError(e) => HttpError::validation(serde_detail(&e.body_text())),
         JsonRejection::JsonSyntaxError(e) => {
-            ApiError::bad_request("invalid_json", serde_detail(&e.body_text()))
+            HttpError::new(ErrorCode::InvalidJson, serde_detail(&e.body_text()))
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+        JsonRejection::MissingJsonContentType(_) => HttpError::new(
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is too large",
-            )
+            HttpError::new(ErrorCode::PayloadTooLarge, "request body is too large")
         }
-        other => ApiError::bad_request("invalid_body", other.body_text()),
+        other => HttpError::new(ErrorCode::InvalidBody, other.body_text()),
     }
 }
 
@@ -68,14 +63,17 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
             .map_err(|rejection: QueryRejection| {
-                ApiError::bad_request("invalid_query", serde_detail(&rejection.body_text()))
+                HttpError::new(
+                    ErrorCode::InvalidQuery,
+                    serde_detail(&rejection.body_text()),
+                )
             })
     }
 }
@@ -88,14 +86,14 @@ where
     T: DeserializeOwned + Send,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Self(p.0))
             .map_err(|rejection: PathRejection| {
-                ApiError::bad_request("invalid_id", serde_detail(&rejection.body_text()))
+                HttpError::new(ErrorCode::InvalidId, serde_detail(&rejection.body_text()))
             })
     }
 }

@@ -1,5 +1,6 @@
-//! Flow: the multi-tenant integration platform, as a library the `flow` binary and the
-//! integration tests share.
+//! Flow's HTTP server: routes, the WebSocket gateway, authentication at the edge, the
+//! dashboard, config and start-up, as a library the `flow` binary and the integration
+//! tests share. The use cases are in `flow-app`, the queue engine in `flow-jobs`.
 
 pub mod api;
 pub mod auth;
@@ -7,16 +8,10 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod gateway;
-pub mod jwt;
-pub mod login_guard;
 pub mod metrics;
-pub mod queue;
 pub mod ratelimit;
-pub mod services;
-pub mod speech;
 pub mod state;
 pub mod telemetry;
-pub mod validate;
 pub mod web;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -127,18 +122,18 @@ impl Server {
 
 /// Starts the queue workers (and the queue-size gauge) for this process.
 fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut worker = queue::worker::Worker::new(
+    let mut worker = flow_jobs::Worker::new(
         state.store.clone(),
-        queue::worker::Processors::standard(
+        flow_app::processors::registry(
             state.config.data_dir.clone(),
-            queue::chat::LlmClient::from_config(&state.config),
+            flow_outbound::LlmClient::from_config(&state.config.llm()),
             state.speech.clone(),
         ),
-        std::sync::Arc::new(queue::SystemClock),
-        state.metrics.clone(),
+        std::sync::Arc::new(flow_jobs::SystemClock),
+        state.metrics.jobs.clone(),
     );
     worker.lease = std::time::Duration::from_secs(state.config.worker_lease_secs);
-    worker.settler = Some(queue::worker::Settler::start(state.store.clone()));
+    worker.settler = Some(flow_jobs::Settler::start(state.store.clone()));
     worker.claim_gate = Some(std::sync::Arc::default());
     let poll = std::time::Duration::from_millis(state.config.worker_poll_ms);
     let mut handles: Vec<_> = (0..state.config.worker_concurrency)
@@ -170,12 +165,15 @@ fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     handles.push(tokio::spawn(async move {
         loop {
             if let Ok(depths) = gauge_state.store.queue_depths().await {
-                for def in queue::QUEUES {
+                for queue in flow_jobs::Queue::ALL {
                     let depth = depths
                         .iter()
-                        .find(|(q, _)| q == def.name)
+                        .find(|(q, _)| q == queue.as_str())
                         .map_or(0, |(_, n)| *n);
-                    gauge_state.metrics.set_queue_size(def.name, depth);
+                    gauge_state
+                        .metrics
+                        .jobs
+                        .set_queue_size(queue.as_str(), depth);
                 }
             }
             tokio::select! {
@@ -226,7 +224,9 @@ async fn schedule_rollups(state: &AppState) {
     };
     let today = chrono::Utc::now().date_naive();
     for tenant in tenants.into_iter().filter(|t| t.active) {
-        if let Err(error) = queue::analytics::enqueue(&*state.store, tenant.id, today).await {
+        if let Err(error) =
+            flow_app::processors::analytics::enqueue(&*state.store, tenant.id, today).await
+        {
             tracing::warn!(tenant = %tenant.id, error = %error.message, "could not schedule the rollup");
         }
     }

@@ -4,14 +4,13 @@ use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use flow_app::services::{
+    tenants::{self, KeySpec},
+    users,
+};
 use flow_server::{
     config::{Config, LogFormat, Overrides},
-    open_store,
-    services::{
-        tenants::{self, KeySpec},
-        users,
-    },
-    shutdown_signal, telemetry, Server,
+    open_store, shutdown_signal, telemetry, Server,
 };
 use flow_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -187,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
             let target = tenants::find_tenant(&*store, &tenant)
                 .await
                 .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {}", e.message))?;
-            let restored = flow_server::queue::backup::restore(&*store, target.id, &file)
+            let restored = flow_app::processors::backup::restore(&*store, target.id, &file)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!(

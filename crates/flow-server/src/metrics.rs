@@ -12,7 +12,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::state::AppState;
+use flow_jobs::JobMetrics;
 
 /// The server's metrics and the registry they are rendered from.
 #[derive(Clone)]
@@ -24,10 +24,8 @@ pub struct Metrics {
     ws_published: IntCounterVec,
     ws_delivery: Histogram,
     ws_slow_consumers: IntCounter,
-    jobs_processed: IntCounterVec,
-    job_duration: HistogramVec,
-    queue_size: IntGaugeVec,
-    jobs_running: IntGaugeVec,
+    /// The queue engine's own metrics, in this registry.
+    pub jobs: JobMetrics,
 }
 
 /// Decrements a gauge when dropped: an open connection, a running job.
@@ -89,41 +87,6 @@ impl Metrics {
             "Sockets disconnected because they could not keep up",
         )
         .expect("valid metric");
-        let jobs_processed = IntCounterVec::new(
-            Opts::new(
-                "message_queue_processed_total",
-                "Job attempts finished, by outcome",
-            ),
-            &["queue_name", "status"],
-        )
-        .expect("valid metric");
-        let job_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "message_queue_job_duration_seconds",
-                "Time a job attempt ran",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0,
-            ]),
-            &["queue_name"],
-        )
-        .expect("valid metric");
-        let queue_size = IntGaugeVec::new(
-            Opts::new(
-                "message_queue_size",
-                "Jobs waiting (ready and delayed), all tenants",
-            ),
-            &["queue_name"],
-        )
-        .expect("valid metric");
-        let jobs_running = IntGaugeVec::new(
-            Opts::new(
-                "message_queue_jobs_running",
-                "Jobs this process is executing right now",
-            ),
-            &["queue_name"],
-        )
-        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -131,48 +94,20 @@ impl Metrics {
             Box::new(ws_published.clone()),
             Box::new(ws_delivery.clone()),
             Box::new(ws_slow_consumers.clone()),
-            Box::new(jobs_processed.clone()),
-            Box::new(job_duration.clone()),
-            Box::new(queue_size.clone()),
-            Box::new(jobs_running.clone()),
         ] {
             registry.register(collector).expect("registered once");
         }
+        let jobs = JobMetrics::register(&registry).expect("queue metrics registered once");
         Self {
             registry,
+            jobs,
             http_requests,
             http_duration,
             ws_connections,
             ws_published,
             ws_delivery,
             ws_slow_consumers,
-            jobs_processed,
-            job_duration,
-            queue_size,
-            jobs_running,
         }
-    }
-
-    /// Counts a job this process runs until the returned guard drops.
-    pub fn job_running(&self, queue: &str) -> ConnectionGuard {
-        let gauge = self.jobs_running.with_label_values(&[queue]);
-        gauge.inc();
-        ConnectionGuard { gauge }
-    }
-
-    /// Counts a finished job attempt (`completed`, `retried`, `dead`) and times it.
-    pub fn job_processed(&self, queue: &str, status: &str, duration: std::time::Duration) {
-        self.jobs_processed
-            .with_label_values(&[queue, status])
-            .inc();
-        self.job_duration
-            .with_label_values(&[queue])
-            .observe(duration.as_secs_f64());
-    }
-
-    /// Sets how many jobs wait in a queue.
-    pub fn set_queue_size(&self, queue: &str, size: u64) {
-        self.queue_size.with_label_values(&[queue]).set(size as i64);
     }
 
     /// Counts an open connection until the returned guard drops.
@@ -217,7 +152,7 @@ impl Default for Metrics {
 
 /// Counts and times every request by its route template, not its raw path, so ids
 /// do not explode the label set.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let route = request
@@ -226,7 +161,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
-    let metrics = &state.metrics;
     metrics
         .http_requests
         .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])

@@ -1,13 +1,17 @@
-//! What every handler can reach.
+//! What every handler can reach, and the parts of it that the layers below take
+//! (axum `FromRef` substates), so that none of them depends on the whole.
 
 use std::{sync::Arc, time::Instant};
 
+use axum::extract::FromRef;
+use flow_app::{auth::KeyUsage, credentials::Credentials, services::users::Sessions};
+use flow_jobs::WorkSignal;
+use flow_outbound::{speech::SpeechServices, LlmClient};
 use flow_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::KeyUsage, config::Config, gateway::hub::Hub, login_guard::LoginGuard, metrics::Metrics,
-    queue::WorkSignal, ratelimit::RateLimiter, speech::SpeechServices,
+    auth::AuthState, config::Config, gateway::hub::Hub, metrics::Metrics, ratelimit::RateLimiter,
 };
 
 /// Shared server state; cheap to clone.
@@ -16,17 +20,16 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: Metrics,
-    pub rate_limiter: Arc<RateLimiter>,
-    pub key_usage: Arc<KeyUsage>,
-    /// Slows password guessing on `POST /auth/login`.
-    pub login_guard: Arc<LoginGuard>,
+    pub auth: AuthState,
+    /// Sign-in, refresh and token minting.
+    pub sessions: Sessions,
     pub hub: Hub,
     /// Wakes idle queue workers when jobs are enqueued.
     pub work_signal: WorkSignal,
     /// Speech-to-text and text-to-speech for the voice agent.
     pub speech: SpeechServices,
     /// The chat API voice commands fall back to when the parser is not sure.
-    pub voice_llm: Option<crate::queue::chat::LlmClient>,
+    pub voice_llm: Option<LlmClient>,
     /// Signs connection tokens.
     pub secret: Arc<[u8]>,
     /// Cancelled once on shutdown: sockets close with 1001, background tasks stop.
@@ -42,37 +45,64 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
-        let secret = config.load_or_create_secret()?;
+        let secret: Arc<[u8]> = config.load_or_create_secret()?.into();
         let hub = Hub::new(
             store.clone(),
             config.ws_buffer_events,
             metrics.clone(),
             shutdown.clone(),
         );
-        let speech = SpeechServices::from_config(&config)?;
+        let speech = SpeechServices::from_config(&config.speech())?;
         let voice_llm = config
             .voice_llm_fallback
-            .then(|| crate::queue::chat::LlmClient::from_config(&config))
+            .then(|| LlmClient::from_config(&config.llm()))
             .flatten();
-        let login_guard = Arc::new(LoginGuard::new(
-            config.login_failures_per_account,
-            config.login_failures_per_address,
-            std::time::Duration::from_secs(config.login_window_secs),
-        ));
+        let auth = AuthState {
+            credentials: Credentials {
+                store: store.clone(),
+                secret: secret.clone(),
+                user_rate_limit: config.default_rate_limit_per_minute,
+            },
+            rate_limiter: Arc::new(RateLimiter::default()),
+            key_usage: Arc::new(KeyUsage::default()),
+            trust_forwarded_for: config.trust_forwarded_for,
+        };
+        let sessions = Sessions {
+            store: store.clone(),
+            login_guard: Arc::new(flow_app::login_guard::LoginGuard::new(
+                config.login_failures_per_account,
+                config.login_failures_per_address,
+                std::time::Duration::from_secs(config.login_window_secs),
+            )),
+            secret: secret.clone(),
+            access_token_ttl_secs: config.access_token_ttl_secs,
+            refresh_token_ttl_days: config.refresh_token_ttl_days,
+        };
         Ok(Self {
             speech,
             voice_llm,
             store,
             config: Arc::new(config),
             metrics,
-            rate_limiter: Arc::new(RateLimiter::default()),
-            key_usage: Arc::new(KeyUsage::default()),
-            login_guard,
+            auth,
+            sessions,
             hub,
             work_signal: WorkSignal::default(),
-            secret: secret.into(),
+            secret,
             shutdown,
             started_at: Instant::now(),
         })
+    }
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use crate::tokens::Token;
+use crate::token::Token;
 use crate::Language;
 
 const DANISH_ONLY: &str = "vis mig nye nyt ny og med til er har hvad hvilke hvor mange jeg vi et en de det den på fra dag går

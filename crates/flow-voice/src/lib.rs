@@ -45,6 +45,7 @@ mod language;
 mod lexicon;
 pub mod reply;
 mod schema;
+mod token;
 mod tokens;
 
 use std::fmt;

@@ -5,14 +5,14 @@ use flow_store::Activity;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiQuery},
-    services::{
-        activities::{self, CreateActivity, ListActivities},
-        Page,
-    },
     state::AppState,
+};
+use flow_app::services::{
+    activities::{self, CreateActivity, ListActivities},
+    Page,
 };
 
 /// The activity routes.
@@ -25,9 +25,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Activity), (status = "4XX", body = ErrorBody)))]
 async fn create_activity(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<CreateActivity>,
-) -> ApiResult<(StatusCode, Json<Activity>)> {
+) -> HttpResult<(StatusCode, Json<Activity>)> {
     let activity = activities::create(&*state.store, &caller, input).await?;
     Ok((StatusCode::CREATED, Json(activity)))
 }
@@ -37,8 +37,8 @@ async fn create_activity(
     responses((status = 200, body = Page<Activity>), (status = "4XX", body = ErrorBody)))]
 async fn list_activities(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ListActivities>,
-) -> ApiResult<Json<Page<Activity>>> {
+) -> HttpResult<Json<Page<Activity>>> {
     Ok(Json(activities::list(&*state.store, &caller, query).await?))
 }

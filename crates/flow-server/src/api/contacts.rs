@@ -5,14 +5,14 @@ use flow_store::{Contact, ContactId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
-    services::{
-        contacts::{self, ContactInput, ListContacts, MergeContacts, MergeResult, UpdateContact},
-        Page,
-    },
     state::AppState,
+};
+use flow_app::services::{
+    contacts::{self, ContactInput, ListContacts, MergeContacts, MergeResult, UpdateContact},
+    Page,
 };
 
 /// The contact routes.
@@ -29,9 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Contact), (status = "4XX", body = ErrorBody)))]
 async fn create_contact(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<ContactInput>,
-) -> ApiResult<(StatusCode, Json<Contact>)> {
+) -> HttpResult<(StatusCode, Json<Contact>)> {
     let contact = contacts::create(&*state.store, &caller, input).await?;
     Ok((StatusCode::CREATED, Json(contact)))
 }
@@ -41,9 +41,9 @@ async fn create_contact(
     responses((status = 200, body = Page<Contact>), (status = "4XX", body = ErrorBody)))]
 async fn list_contacts(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ListContacts>,
-) -> ApiResult<Json<Page<Contact>>> {
+) -> HttpResult<Json<Page<Contact>>> {
     Ok(Json(contacts::list(&*state.store, &caller, query).await?))
 }
 
@@ -52,9 +52,9 @@ async fn list_contacts(
     responses((status = 200, body = Contact), (status = "4XX", body = ErrorBody)))]
 async fn get_contact(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<ContactId>,
-) -> ApiResult<Json<Contact>> {
+) -> HttpResult<Json<Contact>> {
     Ok(Json(contacts::get(&*state.store, &caller, id).await?))
 }
 
@@ -63,10 +63,10 @@ async fn get_contact(
     responses((status = 200, body = Contact), (status = "4XX", body = ErrorBody)))]
 async fn update_contact(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<ContactId>,
     ApiJson(patch): ApiJson<UpdateContact>,
-) -> ApiResult<Json<Contact>> {
+) -> HttpResult<Json<Contact>> {
     Ok(Json(
         contacts::update(&*state.store, &caller, id, patch).await?,
     ))
@@ -77,9 +77,9 @@ async fn update_contact(
     responses((status = 200, body = Contact), (status = 201, body = Contact), (status = "4XX", body = ErrorBody)))]
 async fn sync_contact(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<ContactInput>,
-) -> ApiResult<(StatusCode, Json<Contact>)> {
+) -> HttpResult<(StatusCode, Json<Contact>)> {
     let (contact, created) = contacts::sync(&*state.store, &caller, input).await?;
     let status = if created {
         StatusCode::CREATED
@@ -95,10 +95,10 @@ async fn sync_contact(
     responses((status = 200, body = MergeResult), (status = "4XX", body = ErrorBody)))]
 async fn merge_contacts(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<ContactId>,
     ApiJson(input): ApiJson<MergeContacts>,
-) -> ApiResult<Json<MergeResult>> {
+) -> HttpResult<Json<MergeResult>> {
     Ok(Json(
         contacts::merge(&*state.store, &caller, id, input).await?,
     ))

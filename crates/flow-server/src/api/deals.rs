@@ -5,14 +5,14 @@ use flow_store::{Deal, DealId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
-    services::{
-        deals::{self, CreateDeal, ListDeals, UpdateDeal},
-        Page,
-    },
     state::AppState,
+};
+use flow_app::services::{
+    deals::{self, CreateDeal, ListDeals, UpdateDeal},
+    Page,
 };
 
 /// The deal routes.
@@ -27,9 +27,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Deal), (status = "4XX", body = ErrorBody)))]
 async fn create_deal(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<CreateDeal>,
-) -> ApiResult<(StatusCode, Json<Deal>)> {
+) -> HttpResult<(StatusCode, Json<Deal>)> {
     let deal = deals::create(&*state.store, &caller, input).await?;
     Ok((StatusCode::CREATED, Json(deal)))
 }
@@ -39,9 +39,9 @@ async fn create_deal(
     responses((status = 200, body = Page<Deal>), (status = "4XX", body = ErrorBody)))]
 async fn list_deals(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ListDeals>,
-) -> ApiResult<Json<Page<Deal>>> {
+) -> HttpResult<Json<Page<Deal>>> {
     Ok(Json(deals::list(&*state.store, &caller, query).await?))
 }
 
@@ -50,9 +50,9 @@ async fn list_deals(
     responses((status = 200, body = Deal), (status = "4XX", body = ErrorBody)))]
 async fn get_deal(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<DealId>,
-) -> ApiResult<Json<Deal>> {
+) -> HttpResult<Json<Deal>> {
     Ok(Json(deals::get(&*state.store, &caller, id).await?))
 }
 
@@ -61,10 +61,10 @@ async fn get_deal(
     responses((status = 200, body = Deal), (status = "4XX", body = ErrorBody)))]
 async fn update_deal(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<DealId>,
     ApiJson(patch): ApiJson<UpdateDeal>,
-) -> ApiResult<Json<Deal>> {
+) -> HttpResult<Json<Deal>> {
     Ok(Json(
         deals::update(&*state.store, &caller, id, patch).await?,
     ))

@@ -13,13 +13,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiError, ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     extract::{ApiPath, ApiQuery},
-    queue::{self, import},
-    services::{read, Record, Work},
     state::AppState,
 };
+use flow_app::processors::{self, import};
+use flow_app::services::{read, Record, Work};
+use flow_jobs::Queue;
 
 /// The job routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -45,15 +46,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 async fn get_job(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<JobId>,
-) -> ApiResult<Json<Job>> {
+) -> HttpResult<Json<Job>> {
     caller.require("read", "jobs")?;
     let mut tx = read(&*state.store, &caller).await?;
     Ok(Json(
         tx.get_job(id)
             .await
-            .map_err(|e| ApiError::from_store("job", e))?,
+            .map_err(|e| flow_app::ApiError::from_store("job", e))?,
     ))
 }
 
@@ -64,7 +65,7 @@ struct ImportFile {
 }
 
 impl<S: Send + Sync> FromRequest<S> for ImportFile {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let content_type = request
@@ -81,22 +82,15 @@ impl<S: Send + Sync> FromRequest<S> for ImportFile {
             "text/csv" => import::ImportFormat::Csv,
             "application/x-ndjson" => import::ImportFormat::Ndjson,
             _ => {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send text/csv (header firstName,lastName,email,phone,company,source) or application/x-ndjson",
+                return Err(HttpError::new(ErrorCode::UnsupportedMediaType, "send text/csv (header firstName,lastName,email,phone,company,source) or application/x-ndjson",
                 ))
             }
         };
         let body = Bytes::from_request(request, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the file is too large",
-                )
+                HttpError::new(ErrorCode::PayloadTooLarge, "the file is too large")
             } else {
-                ApiError::bad_request("invalid_body", e.body_text())
+                HttpError::new(ErrorCode::InvalidBody, e.body_text())
             }
         })?;
         Ok(Self { format, body })
@@ -136,9 +130,9 @@ pub struct Accepted {
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
 async fn import_leads(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     file: ImportFile,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
     let job = import::start(
         &*state.store,
         &state.work_signal,
@@ -167,31 +161,36 @@ pub struct QueueOverview {
     responses((status = 200, body = Vec<QueueOverview>), (status = "4XX", body = ErrorBody)))]
 async fn queues(
     State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<QueueOverview>>> {
+    Authenticated(caller): Authenticated,
+) -> HttpResult<Json<Vec<QueueOverview>>> {
     caller.require("admin", "queues")?;
     let counts = read(&*state.store, &caller)
         .await?
         .queue_counts(Utc::now())
         .await?;
     Ok(Json(
-        queue::QUEUES
+        Queue::ALL
             .iter()
-            .map(|def| QueueOverview {
-                name: def.name.to_owned(),
-                priority: def.priority,
-                max_retries: def.max_retries,
+            .map(|queue| QueueOverview {
+                name: queue.as_str().to_owned(),
+                priority: queue.priority(),
+                max_retries: queue.max_retries(),
                 counts: counts
                     .iter()
-                    .find(|c| c.queue == def.name)
+                    .find(|c| c.queue == queue.as_str())
                     .cloned()
                     .unwrap_or_else(|| QueueCounts {
-                        queue: def.name.to_owned(),
+                        queue: queue.as_str().to_owned(),
                         ..QueueCounts::default()
                     }),
             })
             .collect(),
     ))
+}
+
+/// One of the spec's queues by name; any other name is not found.
+fn named_queue(name: &str) -> HttpResult<Queue> {
+    Queue::parse(name).ok_or_else(|| HttpError::not_found(&format!("queue {name:?}")))
 }
 
 /// Query of the job list.
@@ -209,17 +208,17 @@ pub struct JobsQuery {
     responses((status = 200, body = Vec<Job>), (status = "4XX", body = ErrorBody)))]
 async fn queue_jobs(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<JobsQuery>,
-) -> ApiResult<Json<Vec<Job>>> {
+) -> HttpResult<Json<Vec<Job>>> {
     caller.require("admin", "queues")?;
-    let def = queue::queue(&name)?;
-    let limit = crate::validate::limit(query.limit)?;
+    let queue = named_queue(&name)?;
+    let limit = flow_app::validate::limit(query.limit)?;
     Ok(Json(
         read(&*state.store, &caller)
             .await?
-            .list_jobs(def.name, query.state, limit)
+            .list_jobs(queue.as_str(), query.state, limit)
             .await?,
     ))
 }
@@ -230,13 +229,13 @@ async fn queue_jobs(
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 async fn retry_job(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath((name, id)): ApiPath<(String, JobId)>,
-) -> ApiResult<Json<Job>> {
+) -> HttpResult<Json<Job>> {
     caller.require("admin", "queues")?;
-    let def = queue::queue(&name)?;
+    let queue = named_queue(&name)?;
     let mut work = Work::begin(&*state.store, &caller).await?;
-    let job = dead_job(&mut work, def.name, id).await?;
+    let job = dead_job(&mut work, queue.as_str(), id).await?;
     let job = work.tx().requeue_job(job.id, Utc::now()).await?;
     work.record(Record {
         action: "job.requeue",
@@ -258,13 +257,13 @@ async fn retry_job(
     responses((status = 204), (status = "4XX", body = ErrorBody)))]
 async fn delete_job(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath((name, id)): ApiPath<(String, JobId)>,
-) -> ApiResult<StatusCode> {
+) -> HttpResult<StatusCode> {
     caller.require("admin", "queues")?;
-    let def = queue::queue(&name)?;
+    let queue = named_queue(&name)?;
     let mut work = Work::begin(&*state.store, &caller).await?;
-    dead_job(&mut work, def.name, id).await?;
+    dead_job(&mut work, queue.as_str(), id).await?;
     work.tx().delete_dead_job(id).await?;
     work.record(Record {
         action: "job.delete",
@@ -280,18 +279,18 @@ async fn delete_job(
 }
 
 /// The job, if it is in `queue` and dead; 404 when missing, 409 when not dead.
-async fn dead_job(work: &mut Work<'_>, queue: &str, id: JobId) -> ApiResult<Job> {
+async fn dead_job(work: &mut Work<'_>, queue: &str, id: JobId) -> HttpResult<Job> {
     let job = work
         .tx()
         .get_job(id)
         .await
-        .map_err(|e| ApiError::from_store("job", e))?;
+        .map_err(|e| flow_app::ApiError::from_store("job", e))?;
     if job.queue != queue {
-        return Err(ApiError::not_found("job"));
+        return Err(HttpError::not_found("job"));
     }
     if job.state != JobState::Dead {
-        return Err(ApiError::conflict(
-            "job_not_dead",
+        return Err(HttpError::new(
+            ErrorCode::JobNotDead,
             format!("the job is {}, not dead", job.state.as_str()),
         ));
     }
@@ -305,9 +304,9 @@ async fn dead_job(work: &mut Work<'_>, queue: &str, id: JobId) -> ApiResult<Job>
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
 async fn start_compliance_check(
     State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let job = queue::compliance::start(&*state.store, &state.work_signal, &caller).await?;
+    Authenticated(caller): Authenticated,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
+    let job = processors::compliance::start(&*state.store, &state.work_signal, &caller).await?;
     Ok(Accepted::response(
         &job,
         format!("/compliance/checks/{}", job.id),
@@ -319,31 +318,34 @@ async fn start_compliance_check(
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 async fn get_compliance_check(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<JobId>,
-) -> ApiResult<Json<Job>> {
+) -> HttpResult<Json<Job>> {
     caller.require("read", "compliance")?;
     let job = read(&*state.store, &caller)
         .await?
         .get_job(id)
         .await
-        .map_err(|e| ApiError::from_store("compliance check", e))?;
+        .map_err(|e| flow_app::ApiError::from_store("compliance check", e))?;
     if job.queue != "compliance-checks" {
-        return Err(ApiError::not_found("compliance check"));
+        return Err(HttpError::not_found("compliance check"));
     }
     Ok(Json(job))
 }
 
 /// Sync a batch of email headers (the Inbox AI's call): senders become contacts (upserted by
 /// address) and each email an EMAIL activity. Answers 202 with the job.
-#[utoipa::path(post, path = "/contacts/email-sync", tag = "contacts", request_body = queue::email_sync::EmailSyncRequest,
+#[utoipa::path(post, path = "/contacts/email-sync", tag = "contacts", request_body = processors::email_sync::EmailSyncRequest,
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
 async fn email_sync(
     State(state): State<AppState>,
-    caller: Caller,
-    crate::extract::ApiJson(request): crate::extract::ApiJson<queue::email_sync::EmailSyncRequest>,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let job = queue::email_sync::start(&*state.store, &state.work_signal, &caller, request).await?;
+    Authenticated(caller): Authenticated,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<
+        processors::email_sync::EmailSyncRequest,
+    >,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
+    let job =
+        processors::email_sync::start(&*state.store, &state.work_signal, &caller, request).await?;
     Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }
 
@@ -354,9 +356,9 @@ async fn email_sync(
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
 async fn start_backup(
     State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let job = queue::backup::start(&*state.store, &state.work_signal, &caller).await?;
+    Authenticated(caller): Authenticated,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
+    let job = processors::backup::start(&*state.store, &state.work_signal, &caller).await?;
     Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }
 
@@ -395,37 +397,37 @@ pub struct EnqueueJobs {
     responses((status = 202, body = Vec<Job>), (status = "4XX", body = ErrorBody)))]
 async fn enqueue_jobs(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(name): ApiPath<String>,
     crate::extract::ApiJson(body): crate::extract::ApiJson<EnqueueJobs>,
-) -> ApiResult<(StatusCode, Json<Vec<Job>>)> {
+) -> HttpResult<(StatusCode, Json<Vec<Job>>)> {
     caller.require("admin", "queues")?;
-    let def = queue::queue(&name)?;
+    let queue = named_queue(&name)?;
     if body.jobs.is_empty() || body.jobs.len() > 1000 {
-        return Err(ApiError::validation("send 1 to 1000 jobs"));
+        return Err(HttpError::validation("send 1 to 1000 jobs"));
     }
     let now = Utc::now();
     let mut requests = Vec::with_capacity(body.jobs.len());
     for job in body.jobs {
-        let kind = crate::validate::slug("kind", &job.kind)?;
+        let kind = flow_app::validate::slug("kind", &job.kind)?;
         if job.delay_ms > 30 * 24 * 3600 * 1000 {
-            return Err(ApiError::validation("delayMs is at most 30 days"));
+            return Err(HttpError::validation("delayMs is at most 30 days"));
         }
         if job.max_attempts.is_some_and(|n| n == 0 || n > 100) {
-            return Err(ApiError::validation("maxAttempts must be 1-100"));
+            return Err(HttpError::validation("maxAttempts must be 1-100"));
         }
-        let mut request = queue::Enqueue::new(def.name, &kind, job.payload);
+        let mut request = flow_jobs::Enqueue::new(queue, &kind, job.payload);
         request.priority = job.priority;
         request.run_at = now + chrono::Duration::milliseconds(job.delay_ms as i64);
         request.max_attempts = job.max_attempts;
         request.idempotency_key = job
             .idempotency_key
-            .map(|k| crate::validate::name("idempotencyKey", &k, 200))
+            .map(|k| flow_app::validate::name("idempotencyKey", &k, 200))
             .transpose()?;
         requests.push(request);
     }
     let mut work = Work::begin(&*state.store, &caller).await?;
-    let jobs = queue::enqueue_many_in(work.tx(), requests)
+    let jobs = flow_jobs::enqueue_many_in(work.tx(), requests)
         .await?
         .into_iter()
         .map(|(job, _)| job)
@@ -452,23 +454,23 @@ pub struct BusinessQuery {
     responses((status = 200, body = Vec<flow_store::DailyRollup>), (status = "4XX", body = ErrorBody)))]
 async fn business_metrics(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<BusinessQuery>,
-) -> ApiResult<Json<Vec<flow_store::DailyRollup>>> {
+) -> HttpResult<Json<Vec<flow_store::DailyRollup>>> {
     if !caller.permissions.allows("read", "analytics") {
         caller.require("read", "metrics")?;
     }
     let to = match &query.to {
-        Some(day) => queue::analytics::parse_day(day)?,
+        Some(day) => processors::analytics::parse_day(day)?,
         None => Utc::now().date_naive(),
     };
     let from = match &query.from {
-        Some(day) => queue::analytics::parse_day(day)?,
+        Some(day) => processors::analytics::parse_day(day)?,
         None => to - chrono::Duration::days(6),
     };
     if from > to || (to - from).num_days() > 366 {
-        return Err(ApiError::bad_request(
-            "invalid_range",
+        return Err(HttpError::new(
+            ErrorCode::InvalidRange,
             "from must be before to, at most a year apart",
         ));
     }
@@ -492,30 +494,30 @@ pub struct RollupRequest {
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
 async fn start_rollup(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     crate::extract::ApiJson(body): crate::extract::ApiJson<RollupRequest>,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
     caller.require("write", "analytics")?;
     let day = match &body.day {
-        Some(day) => queue::analytics::parse_day(day)?,
+        Some(day) => processors::analytics::parse_day(day)?,
         None => Utc::now().date_naive(),
     };
-    let job = queue::analytics::enqueue(&*state.store, caller.tenant_id, day).await?;
+    let job = processors::analytics::enqueue(&*state.store, caller.tenant_id, day).await?;
     state.work_signal.notify();
     Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }
 
 /// Ask Flow's assistant (an OpenAI-compatible chat API). Answers 202 with a job; the reply
 /// becomes the job's result and is pushed to the tenant's apps as JOB_COMPLETED.
-#[utoipa::path(post, path = "/chat", tag = "jobs", request_body = queue::chat::ChatRequest,
+#[utoipa::path(post, path = "/chat", tag = "jobs", request_body = processors::chat::ChatRequest,
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn chat(
     State(state): State<AppState>,
-    caller: Caller,
-    crate::extract::ApiJson(request): crate::extract::ApiJson<queue::chat::ChatRequest>,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    Authenticated(caller): Authenticated,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<processors::chat::ChatRequest>,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
     let configured = state.config.llm_base_url.is_some();
-    let job = queue::chat::start(
+    let job = processors::chat::start(
         &*state.store,
         &state.work_signal,
         configured,

@@ -5,14 +5,14 @@ use flow_store::{Lead, LeadId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
-    services::{
-        leads::{self, AssignLead, ChangeStatus, CreateLead, ListLeads, UpdateLead},
-        Page,
-    },
     state::AppState,
+};
+use flow_app::services::{
+    leads::{self, AssignLead, ChangeStatus, CreateLead, ListLeads, UpdateLead},
+    Page,
 };
 
 /// The lead routes.
@@ -29,9 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Lead), (status = "4XX", body = ErrorBody)))]
 async fn create_lead(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<CreateLead>,
-) -> ApiResult<(StatusCode, Json<Lead>)> {
+) -> HttpResult<(StatusCode, Json<Lead>)> {
     let lead = leads::create(&*state.store, &caller, input).await?;
     Ok((StatusCode::CREATED, Json(lead)))
 }
@@ -41,9 +41,9 @@ async fn create_lead(
     responses((status = 200, body = Page<Lead>), (status = "4XX", body = ErrorBody)))]
 async fn list_leads(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ListLeads>,
-) -> ApiResult<Json<Page<Lead>>> {
+) -> HttpResult<Json<Page<Lead>>> {
     Ok(Json(leads::list(&*state.store, &caller, query).await?))
 }
 
@@ -52,9 +52,9 @@ async fn list_leads(
     responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
 async fn get_lead(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<LeadId>,
-) -> ApiResult<Json<Lead>> {
+) -> HttpResult<Json<Lead>> {
     Ok(Json(leads::get(&*state.store, &caller, id).await?))
 }
 
@@ -63,10 +63,10 @@ async fn get_lead(
     responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
 async fn update_lead(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<LeadId>,
     ApiJson(patch): ApiJson<UpdateLead>,
-) -> ApiResult<Json<Lead>> {
+) -> HttpResult<Json<Lead>> {
     Ok(Json(
         leads::update(&*state.store, &caller, id, patch).await?,
     ))
@@ -77,9 +77,9 @@ async fn update_lead(
     responses((status = 204), (status = "4XX", body = ErrorBody)))]
 async fn delete_lead(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<LeadId>,
-) -> ApiResult<StatusCode> {
+) -> HttpResult<StatusCode> {
     leads::delete(&*state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -90,10 +90,10 @@ async fn delete_lead(
     responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
 async fn change_status(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<LeadId>,
     ApiJson(input): ApiJson<ChangeStatus>,
-) -> ApiResult<Json<Lead>> {
+) -> HttpResult<Json<Lead>> {
     Ok(Json(
         leads::change_status(&*state.store, &caller, id, input).await?,
     ))
@@ -104,10 +104,10 @@ async fn change_status(
     responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
 async fn assign_lead(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<LeadId>,
     ApiJson(input): ApiJson<AssignLead>,
-) -> ApiResult<Json<Lead>> {
+) -> HttpResult<Json<Lead>> {
     Ok(Json(
         leads::assign(&*state.store, &caller, id, input).await?,
     ))

@@ -7,13 +7,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiError, ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     extract::ApiQuery,
-    services::{decode_cursor, read, Page},
     state::AppState,
-    validate,
 };
+use flow_app::services::{decode_cursor, read, Page};
+use flow_app::validate;
 
 /// The log routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -47,14 +47,14 @@ pub struct EventLogPage {
     responses((status = 200, body = EventLogPage), (status = "4XX", body = ErrorBody)))]
 async fn event_log(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<EventLogQuery>,
-) -> ApiResult<Json<EventLogPage>> {
+) -> HttpResult<Json<EventLogPage>> {
     caller.require("read", "events")?;
     let since = query.since.unwrap_or(0);
     if since < 0 {
-        return Err(ApiError::bad_request(
-            "invalid_since",
+        return Err(HttpError::new(
+            ErrorCode::InvalidSince,
             "since must not be negative",
         ));
     }
@@ -62,8 +62,8 @@ async fn event_log(
         None => 100,
         Some(n @ 1..=1000) => n,
         Some(n) => {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
+            return Err(HttpError::new(
+                ErrorCode::InvalidLimit,
                 format!("limit must be between 1 and 1000, got {n}"),
             ))
         }
@@ -92,9 +92,9 @@ pub struct AuditQuery {
     responses((status = 200, body = Page<AuditEntry>), (status = "4XX", body = ErrorBody)))]
 async fn audit_trail(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Page<AuditEntry>>> {
+) -> HttpResult<Json<Page<AuditEntry>>> {
     caller.require("read", "audit")?;
     let limit = validate::limit(query.limit)?;
     let filter = AuditFilter {

@@ -34,7 +34,12 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{auth, error, error::ApiError, gateway, metrics, state::AppState};
+use crate::{
+    auth,
+    error::{self, ErrorCode, HttpError},
+    gateway, metrics,
+    state::AppState,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -133,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops)
         .merge(crate::web::router())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .fallback(|| async { HttpError::new(ErrorCode::RouteNotFound, "no such route") })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

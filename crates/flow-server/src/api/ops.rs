@@ -13,9 +13,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use flow_app::auth::Caller;
+
 use crate::{
-    auth::{resolve_caller, Caller},
-    error::{ApiError, ErrorBody},
+    auth,
+    error::{ErrorBody, HttpError},
     state::AppState,
 };
 
@@ -30,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct OptionalCaller(pub Option<Caller>);
 
 impl FromRequestParts<AppState> for OptionalCaller {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -39,9 +41,10 @@ impl FromRequestParts<AppState> for OptionalCaller {
         if !parts.headers.contains_key("x-tenant-key") {
             return Ok(Self(None));
         }
-        Ok(Self(Some(
-            resolve_caller(state, &parts.headers).await?.caller,
-        )))
+        let resolved =
+            auth::resolve_headers(&state.auth, &parts.headers, auth::presented(&parts.headers))
+                .await?;
+        Ok(Self(Some(resolved.caller)))
     }
 }
 

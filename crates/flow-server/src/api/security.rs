@@ -5,11 +5,13 @@ use flow_store::{Incident, IncidentId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
-    services::security::{self, ListIncidents, ReportIncident, SecurityMetrics, UpdateIncident},
     state::AppState,
+};
+use flow_app::services::security::{
+    self, ListIncidents, ReportIncident, SecurityMetrics, UpdateIncident,
 };
 
 /// The security routes.
@@ -28,9 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Incident), (status = "4XX", body = ErrorBody)))]
 async fn report_incident(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<ReportIncident>,
-) -> ApiResult<(StatusCode, Json<Incident>)> {
+) -> HttpResult<(StatusCode, Json<Incident>)> {
     Ok((
         StatusCode::CREATED,
         Json(security::report(&*state.store, &caller, input).await?),
@@ -42,9 +44,9 @@ async fn report_incident(
     responses((status = 200, body = Vec<Incident>), (status = "4XX", body = ErrorBody)))]
 async fn list_incidents(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ListIncidents>,
-) -> ApiResult<Json<Vec<Incident>>> {
+) -> HttpResult<Json<Vec<Incident>>> {
     Ok(Json(security::list(&*state.store, &caller, query).await?))
 }
 
@@ -53,9 +55,9 @@ async fn list_incidents(
     responses((status = 200, body = Incident), (status = "4XX", body = ErrorBody)))]
 async fn get_incident(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<IncidentId>,
-) -> ApiResult<Json<Incident>> {
+) -> HttpResult<Json<Incident>> {
     Ok(Json(security::get(&*state.store, &caller, id).await?))
 }
 
@@ -64,10 +66,10 @@ async fn get_incident(
     responses((status = 200, body = Incident), (status = "4XX", body = ErrorBody)))]
 async fn update_incident(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<IncidentId>,
     ApiJson(input): ApiJson<UpdateIncident>,
-) -> ApiResult<Json<Incident>> {
+) -> HttpResult<Json<Incident>> {
     Ok(Json(
         security::update(&*state.store, &caller, id, input).await?,
     ))
@@ -78,7 +80,7 @@ async fn update_incident(
     responses((status = 200, body = SecurityMetrics), (status = "4XX", body = ErrorBody)))]
 async fn security_metrics(
     State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<SecurityMetrics>> {
+    Authenticated(caller): Authenticated,
+) -> HttpResult<Json<SecurityMetrics>> {
     Ok(Json(security::metrics(&*state.store, &caller).await?))
 }

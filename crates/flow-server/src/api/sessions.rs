@@ -4,11 +4,13 @@ use axum::{extract::State, http::StatusCode, Json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::{Caller, ClientAddr},
-    error::{ApiResult, ErrorBody},
+    auth::{Authenticated, ClientAddr},
+    error::{ErrorBody, HttpResult},
     extract::ApiJson,
-    services::users::{self, AppToken, Login, Logout, MintAppToken, Profile, Refresh, Session},
     state::AppState,
+};
+use flow_app::services::users::{
+    self, AppToken, Login, Logout, MintAppToken, Profile, Refresh, Session,
 };
 
 /// Routes that need no credentials: they hand them out.
@@ -35,8 +37,8 @@ async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     ApiJson(input): ApiJson<Login>,
-) -> ApiResult<Json<Session>> {
-    Ok(Json(users::login(&state, client, input).await?))
+) -> HttpResult<Json<Session>> {
+    Ok(Json(users::login(&state.sessions, client, input).await?))
 }
 
 /// Spend a refresh token for a new pair (rotation); `tenantId` switches tenant. A
@@ -46,8 +48,8 @@ async fn login(
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<Refresh>,
-) -> ApiResult<Json<Session>> {
-    Ok(Json(users::refresh(&state, input).await?))
+) -> HttpResult<Json<Session>> {
+    Ok(Json(users::refresh(&state.sessions, input).await?))
 }
 
 /// End the session the refresh token belongs to.
@@ -56,16 +58,19 @@ async fn refresh(
 async fn logout(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<Logout>,
-) -> ApiResult<StatusCode> {
-    users::logout(&state, input).await?;
+) -> HttpResult<StatusCode> {
+    users::logout(&state.sessions, input).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in user, the current tenant and role, and every tenant of the user.
 #[utoipa::path(get, path = "/users/profile", tag = "auth",
     responses((status = 200, body = Profile), (status = "4XX", body = ErrorBody)))]
-async fn profile(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Profile>> {
-    Ok(Json(users::profile(&state, &caller).await?))
+async fn profile(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> HttpResult<Json<Profile>> {
+    Ok(Json(users::profile(&state.sessions, &caller).await?))
 }
 
 /// Mint a cross-app token (JWT, at most one hour) for one of the key's apps with a
@@ -74,11 +79,11 @@ async fn profile(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
     responses((status = 201, body = AppToken), (status = "4XX", body = ErrorBody)))]
 async fn app_token(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<MintAppToken>,
-) -> ApiResult<(StatusCode, Json<AppToken>)> {
+) -> HttpResult<(StatusCode, Json<AppToken>)> {
     Ok((
         StatusCode::CREATED,
-        Json(users::mint_app_token(&state, &caller, input).await?),
+        Json(users::mint_app_token(&state.sessions, &caller, input).await?),
     ))
 }

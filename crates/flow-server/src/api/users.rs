@@ -7,12 +7,12 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath},
-    services::users::{self, AddMember, CreateKey, CreatedKey, UpdateMember},
     state::AppState,
 };
+use flow_app::services::users::{self, AddMember, CreateKey, CreatedKey, UpdateMember};
 
 /// The member and key routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,8 +34,8 @@ pub struct List<T> {
     responses((status = 200, body = List<Member>), (status = "4XX", body = ErrorBody)))]
 async fn list_members(
     State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<List<Member>>> {
+    Authenticated(caller): Authenticated,
+) -> HttpResult<Json<List<Member>>> {
     let data = users::list_members(&*state.store, &caller).await?;
     Ok(Json(List { data }))
 }
@@ -46,9 +46,9 @@ async fn list_members(
     responses((status = 201, body = Member), (status = "4XX", body = ErrorBody)))]
 async fn add_member(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<AddMember>,
-) -> ApiResult<(StatusCode, Json<Member>)> {
+) -> HttpResult<(StatusCode, Json<Member>)> {
     let member = users::add_member(&*state.store, &caller, input).await?;
     Ok((StatusCode::CREATED, Json(member)))
 }
@@ -59,10 +59,10 @@ async fn add_member(
     responses((status = 200, body = Member), (status = "4XX", body = ErrorBody)))]
 async fn update_member(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<UpdateMember>,
-) -> ApiResult<Json<Member>> {
+) -> HttpResult<Json<Member>> {
     Ok(Json(
         users::update_member(&*state.store, &caller, id, input).await?,
     ))
@@ -73,9 +73,9 @@ async fn update_member(
     responses((status = 204), (status = "4XX", body = ErrorBody)))]
 async fn remove_member(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<UserId>,
-) -> ApiResult<StatusCode> {
+) -> HttpResult<StatusCode> {
     users::remove_member(&*state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -83,7 +83,10 @@ async fn remove_member(
 /// The tenant's API keys (admins; secrets are never shown again).
 #[utoipa::path(get, path = "/api-keys", tag = "admin",
     responses((status = 200, body = List<ApiKey>), (status = "4XX", body = ErrorBody)))]
-async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<List<ApiKey>>> {
+async fn list_keys(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> HttpResult<Json<List<ApiKey>>> {
     let data = users::list_keys(&*state.store, &caller).await?;
     Ok(Json(List { data }))
 }
@@ -93,9 +96,9 @@ async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     responses((status = 201, body = CreatedKey), (status = "4XX", body = ErrorBody)))]
 async fn create_key(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<CreateKey>,
-) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+) -> HttpResult<(StatusCode, Json<CreatedKey>)> {
     let limit = state.config.default_rate_limit_per_minute;
     let created = users::create_key(&*state.store, &caller, limit, input).await?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -106,9 +109,9 @@ async fn create_key(
     responses((status = 204), (status = "4XX", body = ErrorBody)))]
 async fn revoke_key(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<ApiKeyId>,
-) -> ApiResult<StatusCode> {
+) -> HttpResult<StatusCode> {
     users::revoke_key(&*state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,16 +14,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::Caller,
-    error::{ApiError, ApiResult, ErrorBody},
+    auth::Authenticated,
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
-    services::{
-        voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
-        Page,
-    },
-    speech,
     state::AppState,
 };
+use flow_app::services::{
+    voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
+    Page,
+};
+use flow_outbound::speech;
 
 /// Audio commands are larger than JSON ones: 30 s of 48 kHz WAV is ~2.8 MB.
 const MAX_AUDIO_BYTES: usize = 8 * 1024 * 1024;
@@ -52,10 +52,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = "4XX", body = ErrorBody)))]
 async fn execute(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<AudioQuery>,
     request: Request,
-) -> ApiResult<Response> {
+) -> HttpResult<Response> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -63,12 +63,18 @@ async fn execute(
         .unwrap_or_default()
         .to_owned();
     if content_type.starts_with("audio/") {
-        let body = Bytes::from_request(request, &state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "payload_too_large", e.body_text()))?;
-        let audio = speech::check_audio(&content_type, body.to_vec(), state.speech.max_audio_secs)?;
+        let body = Bytes::from_request(request, &state).await.map_err(|e| {
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::PayloadTooLarge
+            } else {
+                ErrorCode::InvalidBody
+            };
+            HttpError::new(code, e.body_text())
+        })?;
+        let audio = speech::check_audio(&content_type, body.to_vec(), state.speech.max_audio_secs)
+            .map_err(flow_app::ApiError::from)?;
         if query.run_async == Some(true) {
-            let job = crate::queue::voice_audio::start(
+            let job = flow_app::processors::voice_audio::start(
                 &*state.store,
                 &state.work_signal,
                 &caller,
@@ -98,7 +104,7 @@ async fn execute(
         || query.utc_offset_minutes.is_some()
         || query.run_async.is_some()
     {
-        return Err(ApiError::validation(
+        return Err(HttpError::validation(
             "query parameters are for audio; send them in the JSON body",
         ));
     }
@@ -124,9 +130,9 @@ async fn execute(
     responses((status = 200, body = VoiceAnswer), (status = "4XX", body = ErrorBody)))]
 async fn test(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<VoiceRequest>,
-) -> ApiResult<Json<VoiceAnswer>> {
+) -> HttpResult<Json<VoiceAnswer>> {
     Ok(Json(
         voice::handle(
             &*state.store,
@@ -155,9 +161,9 @@ struct ListConversations {
     responses((status = 200, body = Page<Conversation>), (status = "4XX", body = ErrorBody)))]
 async fn list_conversations(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ListConversations>,
-) -> ApiResult<Json<Page<Conversation>>> {
+) -> HttpResult<Json<Page<Conversation>>> {
     Ok(Json(
         voice::list_conversations(&*state.store, &caller, query.limit, query.cursor.as_deref())
             .await?,
@@ -179,9 +185,9 @@ struct NewConversation {
     responses((status = 201, body = Conversation), (status = "4XX", body = ErrorBody)))]
 async fn create_conversation(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(body): ApiJson<NewConversation>,
-) -> ApiResult<(StatusCode, Json<Conversation>)> {
+) -> HttpResult<(StatusCode, Json<Conversation>)> {
     let conversation =
         voice::create_conversation(&*state.store, &caller, body.title, body.transcript).await?;
     Ok((StatusCode::CREATED, Json(conversation)))
@@ -192,9 +198,9 @@ async fn create_conversation(
     responses((status = 200, body = Conversation), (status = "4XX", body = ErrorBody)))]
 async fn get_conversation(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<ConversationId>,
-) -> ApiResult<Json<Conversation>> {
+) -> HttpResult<Json<Conversation>> {
     Ok(Json(
         voice::get_conversation(&*state.store, &caller, id).await?,
     ))

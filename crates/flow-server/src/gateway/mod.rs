@@ -4,7 +4,6 @@
 pub mod hub;
 pub mod protocol;
 mod socket;
-pub mod token;
 mod voice_session;
 
 use std::time::Duration;
@@ -15,8 +14,8 @@ use axum::{
         ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade},
         FromRequestParts, Query, State,
     },
-    http::{request::Parts, HeaderMap, HeaderValue, StatusCode},
-    response::Response,
+    http::{header, request::Parts, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     Json,
 };
 use chrono::{DateTime, Utc};
@@ -24,10 +23,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use flow_app::{auth::Caller, credentials::Credential, jwt, socket_token};
+
 use crate::{
-    auth::{resolve_caller, Caller, Permissions},
-    error::{ApiError, ApiResult, ErrorBody},
-    jwt,
+    auth::{self, Authenticated},
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     state::AppState,
 };
 
@@ -61,62 +61,50 @@ struct ConnectParams {
     app: Option<String>,
 }
 
-/// The caller of a WebSocket connection, from whichever credential it brought.
-/// The caller of a WebSocket connection and when its credential expires.
+/// The caller of a WebSocket connection and when its credential expires, from whichever
+/// credential it brought, resolved and rate limited like any request's.
 struct SocketCaller(Caller, Option<DateTime<Utc>>);
 
 impl FromRequestParts<AppState> for SocketCaller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let refuse = |error: HttpError| error.into_response();
         let Query(params) = Query::<ConnectParams>::from_request_parts(parts, state)
             .await
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))?;
-        let caller: (Caller, Option<DateTime<Utc>>) = match &params.token {
-            Some(token) if !jwt::looks_like_jwt(token) => {
-                (caller_from_token(state, token).await?, None)
+            .map_err(|e: QueryRejection| {
+                refuse(HttpError::new(ErrorCode::InvalidQuery, e.body_text()))
+            })?;
+        let mut presented = auth::presented(&parts.headers);
+        if presented.source_app.is_none() {
+            presented.source_app = params.app.clone();
+        }
+        let sent_in_headers = parts.headers.contains_key("x-tenant-key")
+            || parts.headers.contains_key(header::AUTHORIZATION);
+        let resolved = match (params.token.as_deref(), sent_in_headers) {
+            // A user's access token (the dashboard) or an app token.
+            (Some(token), _) if jwt::looks_like_jwt(token) => {
+                auth::resolve(&state.auth, Credential::Bearer(token), presented).await
             }
-            _ => {
-                let mut headers = parts.headers.clone();
-                if let Some(access_token) = &params.token {
-                    // A user's access token (the dashboard) or an app token.
-                    let bearer =
-                        HeaderValue::from_str(&format!("Bearer {access_token}")).map_err(|_| {
-                            ApiError::unauthorized("invalid_token", "token is not valid")
-                        })?;
-                    headers.insert(axum::http::header::AUTHORIZATION, bearer);
-                } else if !headers.contains_key("x-tenant-key") {
-                    if let Some(key) = key_from_protocols(&parts.headers).or(params.key.clone()) {
-                        let key = HeaderValue::from_str(&key).map_err(|_| {
-                            ApiError::unauthorized("invalid_api_key", "API key is not valid")
-                        })?;
-                        headers.insert("x-tenant-key", key);
-                    }
-                }
-                if let (false, Some(app)) = (headers.contains_key("x-source-app"), &params.app) {
-                    let app = HeaderValue::from_str(app).map_err(|_| {
-                        ApiError::bad_request("invalid_source_app", "app is not a valid app name")
-                    })?;
-                    headers.insert("x-source-app", app);
-                }
-                let resolved = resolve_caller(state, &headers).await?;
-                let decision = state
-                    .rate_limiter
-                    .check(resolved.rate_subject, resolved.rate_limit);
-                if !decision.allowed {
-                    return Err(ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        "rate limit exceeded",
-                    ));
-                }
-                (resolved.caller, resolved.expires_at)
+            (Some(token), _) => {
+                auth::resolve(&state.auth, Credential::SocketToken(token), presented).await
             }
-        };
-        Ok(Self(caller.0, caller.1))
+            (None, true) => auth::resolve_headers(&state.auth, &parts.headers, presented).await,
+            (None, false) => match key_from_protocols(&parts.headers).or(params.key) {
+                Some(key) => auth::resolve(&state.auth, Credential::ApiKey(&key), presented).await,
+                None => Err(HttpError::new(
+                    ErrorCode::MissingApiKey,
+                    "send an API key in x-tenant-key, the flow-key.<key> subprotocol or key=, or a token=",
+                )),
+            },
+        }
+        .map_err(refuse)?;
+        let expires_at = resolved.expires_at;
+        let (caller, _) = auth::admit(&state.auth, resolved).map_err(|refused| *refused)?;
+        Ok(Self(caller, expires_at))
     }
 }
 
@@ -143,38 +131,6 @@ fn key_from_protocols(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-async fn caller_from_token(state: &AppState, token: &str) -> ApiResult<Caller> {
-    let invalid = || ApiError::unauthorized("invalid_token", "token is not valid or has expired");
-    let claims = token::verify(&state.secret, token, Utc::now()).ok_or_else(invalid)?;
-    let found = state
-        .store
-        .find_api_key_by_id(claims.key_id)
-        .await?
-        .ok_or_else(invalid)?;
-    if !found.key.active {
-        return Err(ApiError::unauthorized(
-            "inactive_api_key",
-            "API key has been revoked",
-        ));
-    }
-    if !found.tenant_active {
-        return Err(ApiError::unauthorized(
-            "inactive_tenant",
-            "tenant is not active",
-        ));
-    }
-    Ok(Caller {
-        tenant_id: found.key.tenant_id,
-        actor: flow_store::Actor {
-            kind: flow_store::ActorKind::ApiKey,
-            id: found.key.id.to_string(),
-        },
-        permissions: Permissions::new(found.key.permissions),
-        source_app: claims.app,
-        request_id: None,
-    })
-}
-
 /// Open the real-time event stream (WebSocket; protocol in docs/PROTOCOL.md).
 ///
 /// Credentials: `x-tenant-key` header, or for browsers a `token` from `POST /events/token`,
@@ -192,13 +148,10 @@ async fn connect(
     State(state): State<AppState>,
     SocketCaller(caller, expires_at): SocketCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> ApiResult<Response> {
+) -> HttpResult<Response> {
     caller.require("read", "events")?;
     let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            format!(
+        HttpError::new(ErrorCode::UpgradeRequired, format!(
                 "credentials accepted for tenant {} (app {}), but this is not a WebSocket handshake: {}. \
                  Connect with a WebSocket client, e.g. wscat -c ws://HOST:PORT/events -H \"x-tenant-key: KEY\"",
                 caller.tenant_id,
@@ -230,8 +183,8 @@ pub struct SocketToken {
     responses((status = 201, body = SocketToken), (status = "4XX", body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<(StatusCode, Json<SocketToken>)> {
+    Authenticated(caller): Authenticated,
+) -> HttpResult<(StatusCode, Json<SocketToken>)> {
     caller.require("read", "events")?;
     // A user's access token (or an app token) is itself accepted as `token=`; minting a
     // key token from an app token would hand out the key's full permissions.
@@ -239,12 +192,12 @@ async fn create_token(
         .then(|| caller.actor.id.parse().ok())
         .flatten()
         .ok_or_else(|| {
-            ApiError::forbidden(
-                "permission_denied",
+            HttpError::new(
+                ErrorCode::PermissionDenied,
                 "only API keys mint connection tokens; pass an access token as token=",
             )
         })?;
     let expires_at = Utc::now() + TOKEN_TTL;
-    let token = token::mint(&state.secret, key_id, &caller.source_app, expires_at);
+    let token = socket_token::mint(&state.secret, key_id, &caller.source_app, expires_at);
     Ok((StatusCode::CREATED, Json(SocketToken { token, expires_at })))
 }

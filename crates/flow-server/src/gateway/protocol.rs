@@ -102,7 +102,7 @@ pub fn resync_required(since: i64, oldest: i64, seq: i64) -> Utf8Bytes {
 /// agent asks back (`clarification`).
 pub fn voice_response(
     id: &Value,
-    result: Result<crate::services::voice::VoiceAnswer, (String, String)>,
+    result: Result<flow_app::services::voice::VoiceAnswer, (String, String)>,
 ) -> Utf8Bytes {
     match result.map(|answer| {
         serde_json::to_value(answer).map_err(|e| ("internal_error".to_owned(), e.to_string()))

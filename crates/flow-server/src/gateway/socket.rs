@@ -13,11 +13,9 @@ use futures_util::{
 use tokio::sync::{broadcast, mpsc};
 
 use super::{hub::EventFrame, protocol, protocol::ClientMessage};
-use crate::{
-    auth::{self, Caller},
-    services::voice,
-    state::AppState,
-};
+use crate::state::AppState;
+use flow_app::auth::Caller;
+use flow_app::services::voice;
 
 /// Frames replayed from the log per read while catching up.
 const REPLAY_BATCH: u32 = 500;
@@ -205,7 +203,7 @@ async fn read_frames(
                     voice::Mode::Execute,
                 )
                 .await
-                .map_err(|e| (e.code.to_owned(), e.message));
+                .map_err(|e| (e.code.as_str().to_owned(), e.message));
                 Control::Send(protocol::voice_response(&id, result))
             }
         };
@@ -299,7 +297,7 @@ impl Writer {
                 },
                 _ = heartbeat.tick() => {
                     // A store error (the database restarting) is not a revocation.
-                    if let Ok(false) = auth::credential_still_valid(&self.state, &self.caller).await {
+                    if let Ok(false) = flow_app::auth::credential_still_valid(&*self.state.store, &self.caller).await {
                         return self.close(close_code::POLICY, "credential revoked").await;
                     }
                     self.send_message(Message::Ping(Default::default())).await?;
@@ -365,7 +363,7 @@ impl Writer {
             let allowed = *room == self.subscription.tenant_room
                 || room
                     .strip_prefix("app:")
-                    .is_some_and(crate::auth::valid_app_name);
+                    .is_some_and(flow_app::auth::valid_app_name);
             if !allowed {
                 return Err(protocol::error(
                     "forbidden_room",

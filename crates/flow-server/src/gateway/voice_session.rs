@@ -10,7 +10,6 @@ use axum::{
         ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade},
         State,
     },
-    http::StatusCode,
     response::Response,
 };
 use base64::Engine;
@@ -21,13 +20,13 @@ use serde_json::{json, Value};
 
 use super::SocketCaller;
 use crate::{
-    auth::{self, Caller},
-    error::{ApiError, ApiResult, ErrorBody},
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     extract::ApiPath,
-    services::voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
-    speech,
     state::AppState,
 };
+use flow_app::auth::Caller;
+use flow_app::services::voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest};
+use flow_outbound::speech;
 
 /// Audio one utterance may stream in (30 s of 48 kHz WAV is ~2.8 MB).
 const MAX_UTTERANCE_BYTES: usize = 8 * 1024 * 1024;
@@ -63,7 +62,7 @@ pub(super) async fn connect(
     ApiPath(session_id): ApiPath<String>,
     SocketCaller(caller, expires_at): SocketCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> ApiResult<Response> {
+) -> HttpResult<Response> {
     caller.require("execute", "voice")?;
     let valid = !session_id.is_empty()
         && session_id.len() <= 64
@@ -71,14 +70,13 @@ pub(super) async fn connect(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
-        return Err(ApiError::validation(
+        return Err(HttpError::validation(
             "sessionId must be 1-64 letters, digits, - or _",
         ));
     }
     let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
+        HttpError::new(
+            ErrorCode::UpgradeRequired,
             format!("connect with a WebSocket client: {}", rejection.body_text()),
         )
     })?;
@@ -139,7 +137,7 @@ impl Session {
                 }
                 _ = recheck.tick() => {
                     // A store error (the database restarting) is not a revocation.
-                    if let Ok(false) = auth::credential_still_valid(&self.state, &self.caller).await {
+                    if let Ok(false) = flow_app::auth::credential_still_valid(&*self.state.store, &self.caller).await {
                         return close(&mut socket, 1008, "credential revoked").await;
                     }
                     continue;
@@ -235,7 +233,7 @@ impl Session {
                         voice::attach_speech(&self.state.speech, &mut answer).await;
                         self.reply(answer)
                     }
-                    Err(e) => vec![error(e.code, &e.message)],
+                    Err(e) => vec![error(e.code.as_str(), &e.message)],
                 }
             }
         }
@@ -248,7 +246,10 @@ impl Session {
             self.state.speech.max_audio_secs,
         ) {
             Ok(audio) => audio,
-            Err(e) => return vec![error(e.code, &e.message)],
+            Err(e) => {
+                let e = flow_app::ApiError::from(e);
+                return vec![error(e.code.as_str(), &e.message)];
+            }
         };
         pending.query.conversation_id = self.conversation;
         let answered = voice::handle_audio(
@@ -262,7 +263,7 @@ impl Session {
         .await;
         match answered {
             Ok(answer) => self.reply(answer),
-            Err(e) => vec![error(e.code, &e.message)],
+            Err(e) => vec![error(e.code.as_str(), &e.message)],
         }
     }
 

@@ -1,7 +1,7 @@
 //! API keys: 401 for missing, unknown and inactive; 403 for permissions, apps and tenant
 //! mismatch; 429 with headers when the key's rate limit is spent.
 
-use flow_server::services::tenants::KeySpec;
+use flow_app::services::tenants::KeySpec;
 use reqwest::Method;
 use serde_json::json;
 
@@ -36,7 +36,7 @@ async fn missing_unknown_and_revoked_keys_are_401() {
         tx.list_api_keys().await.unwrap()
     };
     let id = listed.iter().find(|k| k.name == "test").unwrap().id;
-    flow_server::services::tenants::revoke_key(&*app.store, &app.a.tenant, id)
+    flow_app::services::tenants::revoke_key(&*app.store, &app.a.tenant, id)
         .await
         .unwrap();
     app.get("/leads", &key)

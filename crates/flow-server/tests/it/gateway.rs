@@ -2,7 +2,7 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use flow_server::services::tenants::KeySpec;
+use flow_app::services::tenants::KeySpec;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -918,4 +918,39 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demote
     tokio::time::sleep(Duration::from_millis(1500)).await;
     bystander.send(json!({"type": "ping"})).await;
     bystander.next_of_type("pong").await;
+}
+
+#[tokio::test]
+async fn every_socket_credential_draws_on_the_same_rate_limit() {
+    let app = spawn_app().await;
+    let key = app
+        .key_for_a(KeySpec {
+            name: "tight".into(),
+            permissions: vec!["*".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 4,
+        })
+        .await;
+    // Minting takes one request from the key's bucket; each socket opened with the
+    // token, the subprotocol or the query key takes one more.
+    let minted = app.post("/events/token", &key, json!({})).await.expect(201);
+    let token = minted.body["token"].as_str().unwrap().to_owned();
+    try_connect(&app, Credential::Query(format!("token={token}")), None)
+        .await
+        .expect("the token opens a socket");
+    try_connect(&app, Credential::Protocol(&key), None)
+        .await
+        .expect("the subprotocol key opens a socket");
+    try_connect(&app, Credential::Query(format!("key={key}")), None)
+        .await
+        .expect("the query key opens a socket");
+    for refused in [
+        try_connect(&app, Credential::Query(format!("token={token}")), None).await,
+        try_connect(&app, Credential::Protocol(&key), None).await,
+        try_connect(&app, Credential::Query(format!("key={key}")), None).await,
+    ] {
+        assert_eq!(http_status(refused.err().expect("rate limited")), 429);
+    }
+    // Another key's bucket is untouched.
+    connect(&app, &app.a.key, None).await;
 }

@@ -2,15 +2,11 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use flow_server::{
-    config::Config,
-    open_store,
-    services::{
-        tenants::{self, KeySpec},
-        users,
-    },
-    Server,
+use flow_app::services::{
+    tenants::{self, KeySpec},
+    users,
 };
+use flow_server::{config::Config, open_store, Server};
 use flow_store::{Role, Store, Tenant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -192,7 +188,7 @@ impl TestApp {
     /// The id of the API key whose secret is `key`.
     pub async fn key_id(&self, key: &str) -> flow_store::ApiKeyId {
         self.store
-            .find_api_key(&flow_server::auth::hash_key(key))
+            .find_api_key(&flow_app::auth::hash_key(key))
             .await
             .unwrap()
             .expect("a stored key")

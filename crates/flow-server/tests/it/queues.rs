@@ -10,14 +10,10 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use flow_server::{
-    metrics::Metrics,
-    queue::{
-        enqueue_in,
-        worker::{ExecutionOutcome, JobError, Processor, Processors, Worker},
-        Clock, Enqueue,
-    },
-    services::tenants::KeySpec,
+use flow_app::services::tenants::KeySpec;
+use flow_jobs::{
+    enqueue_in, Clock, Enqueue, ExecutionOutcome, JobError, JobMetrics, Processor, Processors,
+    Queue, Worker,
 };
 use flow_store::{ClaimRequest, Job, JobId, Store, TenantId};
 use serde_json::{json, Value};
@@ -82,10 +78,19 @@ async fn app_without_workers() -> TestApp {
 
 fn worker(app: &TestApp, processor: Arc<Flaky>, clock: Arc<ManualClock>) -> Worker {
     let mut processors = Processors::default();
-    for queue in ["lead-processing", "analytics-processing", "email-sync"] {
+    for queue in [
+        Queue::LeadProcessing,
+        Queue::AnalyticsProcessing,
+        Queue::EmailSync,
+    ] {
         processors.register(queue, "test", processor.clone());
     }
-    Worker::new(app.store.clone(), processors, clock, Metrics::new())
+    Worker::new(
+        app.store.clone(),
+        processors,
+        clock,
+        JobMetrics::unregistered(),
+    )
 }
 
 async fn enqueue(app: &TestApp, tenant: TenantId, mut request: Enqueue) -> (Job, bool) {
@@ -99,6 +104,7 @@ async fn enqueue(app: &TestApp, tenant: TenantId, mut request: Enqueue) -> (Job,
 }
 
 fn job(queue: &'static str, name: &str, at: DateTime<Utc>) -> Enqueue {
+    let queue = Queue::parse(queue).expect("one of the spec's queues");
     let mut request = Enqueue::new(queue, "test", json!({ "name": name }));
     request.run_at = at;
     request

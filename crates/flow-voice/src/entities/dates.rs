@@ -7,7 +7,7 @@
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, Timelike, Weekday};
 
 use super::numbers::number_at;
-use crate::tokens::Token;
+use crate::token::Token;
 use crate::Language;
 
 /// Everything time-related found in an utterance.

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::tokens::Token;
+use crate::token::Token;
 
 fn is_at(word: &str) -> bool {
     matches!(word, "at" | "snabel-a" | "snabela" | "@")

@@ -4,7 +4,7 @@
 //! vigesimal tens ("halvtreds" = 50), so the parser handles compounds rather
 //! than a fixed list.
 
-use crate::tokens::Token;
+use crate::token::Token;
 use crate::Language;
 
 const EN_SMALL: [&str; 20] = [

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use super::numbers;
-use crate::tokens::Token;
+use crate::token::Token;
 
 /// Danish subscriber numbers have eight digits.
 const DANISH_DIGITS: usize = 8;

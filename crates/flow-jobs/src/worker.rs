@@ -12,8 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{backoff, Clock, WorkSignal, QUEUES};
-use crate::metrics::Metrics;
+use crate::{backoff, Clock, JobMetrics, Queue, WorkSignal};
 
 type SettleRequest = (JobSettlement, oneshot::Sender<StoreResult<bool>>);
 
@@ -127,75 +126,17 @@ pub struct Processors(HashMap<(String, String), Arc<dyn Processor>>);
 
 impl Processors {
     /// Registers the processor for `kind` jobs in `queue`.
-    pub fn register(&mut self, queue: &str, kind: &str, processor: Arc<dyn Processor>) {
+    pub fn register(&mut self, queue: Queue, kind: &str, processor: Arc<dyn Processor>) {
         self.0
-            .insert((queue.to_owned(), kind.to_owned()), processor);
+            .insert((queue.as_str().to_owned(), kind.to_owned()), processor);
     }
 
-    /// Flow's own processors; backups are written under `data_dir`; chat jobs need an
-    /// LLM client.
-    pub fn standard(
-        data_dir: std::path::PathBuf,
-        llm: Option<super::chat::LlmClient>,
-        speech: crate::speech::SpeechServices,
-    ) -> Self {
-        let mut processors = Self::default();
-        processors.register(
-            "voice-processing",
-            super::voice_audio::KIND,
-            Arc::new(super::voice_audio::TranscribeAndRun {
-                speech,
-                llm: llm.clone(),
-            }),
-        );
-        processors.register(
-            "voice-processing",
-            super::notify::KIND,
-            Arc::new(super::notify::VoiceNotify),
-        );
-        if let Some(client) = llm {
-            processors.register(
-                "voice-processing",
-                super::chat::KIND,
-                Arc::new(super::chat::Chat { client }),
-            );
+    /// Registers [`Ping`] in every queue.
+    pub fn with_ping(mut self) -> Self {
+        for queue in Queue::ALL {
+            self.register(*queue, PING, Arc::new(Ping));
         }
-        for queue in QUEUES {
-            processors.register(queue.name, PING, Arc::new(Ping));
-        }
-        processors.register(
-            "analytics-processing",
-            super::analytics::KIND,
-            Arc::new(super::analytics::Rollup),
-        );
-        processors.register(
-            "backup-operations",
-            super::backup::KIND,
-            Arc::new(super::backup::ExportTenant { data_dir }),
-        );
-        processors.register(
-            "lead-processing",
-            super::import::KIND,
-            Arc::new(super::import::ImportLeads),
-        );
-        processors.register(
-            "compliance-checks",
-            super::compliance::KIND,
-            Arc::new(super::compliance::ComplianceScan),
-        );
-        for kind in [super::followups::QUALIFIED, super::followups::CONVERTED] {
-            processors.register(
-                "lead-processing",
-                kind,
-                Arc::new(super::followups::LeadFollowUp),
-            );
-        }
-        processors.register(
-            "email-sync",
-            super::email_sync::KIND,
-            Arc::new(super::email_sync::SyncHeaders),
-        );
-        processors
+        self
     }
 
     fn get(&self, job: &Job) -> Option<&Arc<dyn Processor>> {
@@ -223,7 +164,7 @@ pub struct Worker {
     store: Arc<dyn Store>,
     processors: Arc<Processors>,
     clock: Arc<dyn Clock>,
-    metrics: Metrics,
+    metrics: JobMetrics,
     /// How long a job stays taken without its worker reporting back.
     pub lease: Duration,
     /// Shares settlement statements with the process's other workers; without one each
@@ -241,7 +182,7 @@ impl Worker {
         store: Arc<dyn Store>,
         processors: Processors,
         clock: Arc<dyn Clock>,
-        metrics: Metrics,
+        metrics: JobMetrics,
     ) -> Self {
         Self {
             store,
@@ -274,7 +215,7 @@ impl Worker {
         let jobs = self
             .store
             .claim_jobs(&ClaimRequest {
-                queues: QUEUES.iter().map(|q| q.name.to_owned()).collect(),
+                queues: Queue::ALL.iter().map(|q| q.as_str().to_owned()).collect(),
                 now,
                 lease_until: now + lease,
                 limit,

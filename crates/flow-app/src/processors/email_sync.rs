@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::worker::{JobError, Processor};
 use crate::{
     auth::{Caller, Permissions},
     error::{ApiError, ApiResult},
@@ -20,9 +19,10 @@ use crate::{
     },
     validate,
 };
+use flow_jobs::{JobError, Processor};
 
 /// The job kind in the email-sync queue.
-pub const KIND: &str = "sync_headers";
+pub const KIND: &str = crate::jobs::JobKind::SyncHeaders.as_str();
 
 /// One email header.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
@@ -47,7 +47,7 @@ pub struct EmailSyncRequest {
 /// Validates the batch and enqueues it.
 pub async fn start(
     store: &dyn Store,
-    signal: &super::WorkSignal,
+    signal: &flow_jobs::WorkSignal,
     caller: &Caller,
     request: EmailSyncRequest,
 ) -> ApiResult<Job> {
@@ -62,8 +62,8 @@ pub async fn start(
     }
     let payload =
         json!({ "emails": request.emails, "sourceApp": caller.source_app, "actor": caller.actor });
-    let request = super::Enqueue::new("email-sync", KIND, payload);
-    super::start(store, signal, caller, request, "email.sync").await
+    let request = crate::jobs::JobKind::SyncHeaders.job(payload);
+    crate::jobs::start(store, signal, caller, request, "email.sync").await
 }
 
 /// Upserts the senders as contacts and logs each email once (a re-run skips emails

@@ -9,16 +9,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::worker::{JobError, Processor};
 use crate::{
     auth::{Caller, Permissions},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     services::leads::{self, CreateLead},
     services::Work,
 };
+use flow_jobs::{JobError, Processor};
 
 /// The job kind in the lead-processing queue.
-pub const KIND: &str = "import_leads";
+pub const KIND: &str = crate::jobs::JobKind::ImportLeads.as_str();
 
 /// Rows per progress update.
 const BATCH: usize = 100;
@@ -50,7 +50,7 @@ pub enum ImportFormat {
 /// (reported by the job), a file that cannot be read at all is a 4xx.
 pub fn parse(format: ImportFormat, body: &[u8]) -> ApiResult<Vec<Result<ImportRow, String>>> {
     let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("invalid_encoding", "the file must be UTF-8"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidEncoding, "the file must be UTF-8"))?;
     let rows: Vec<Result<ImportRow, String>> = match format {
         ImportFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new()
@@ -233,10 +233,10 @@ async fn import_row(work: &mut Work<'_>, entry: &Value) -> Result<RowOutcome, Ro
     let row: ImportRow = serde_json::from_value(entry.get("row").cloned().unwrap_or_default())
         .map_err(|e| RowError::Invalid("unreadable_row".into(), e.to_string()))?;
     let as_row_error = |e: ApiError| {
-        if e.status.is_server_error() {
+        if e.code.is_server_side() {
             RowError::Retry(e.message)
         } else {
-            RowError::Invalid(e.code.to_owned(), e.message)
+            RowError::Invalid(e.code.as_str().to_owned(), e.message)
         }
     };
     let input = CreateLead {
@@ -277,7 +277,7 @@ async fn import_row(work: &mut Work<'_>, entry: &Value) -> Result<RowOutcome, Ro
 /// job) and wakes a worker.
 pub async fn start(
     store: &dyn Store,
-    signal: &super::WorkSignal,
+    signal: &flow_jobs::WorkSignal,
     caller: &Caller,
     format: ImportFormat,
     body: &[u8],
@@ -286,7 +286,7 @@ pub async fn start(
     let rows = parse(format, body)?;
     let payload =
         serde_json::to_value(ImportPayload::new(rows, caller)).map_err(ApiError::internal)?;
-    let mut request = super::Enqueue::new("lead-processing", KIND, payload);
+    let mut request = crate::jobs::JobKind::ImportLeads.job(payload);
     request.idempotency_key = Some(idempotency_key(body));
-    super::start(store, signal, caller, request, "leads.import").await
+    crate::jobs::start(store, signal, caller, request, "leads.import").await
 }

@@ -4,6 +4,10 @@
 //! conversation.
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
+use flow_outbound::{
+    speech::{Audio, Hints, SpeechServices},
+    LlmClient,
+};
 use flow_store::Store;
 use flow_store::{
     Contact, Conversation, ConversationId, EntityType, EventType, Lead, LeadStatus, NewEvent,
@@ -23,9 +27,7 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    error::{ApiError, ApiResult},
-    queue::chat::LlmClient,
-    speech::{Audio, Hints, SpeechServices},
+    error::{ApiError, ApiResult, ErrorCode},
     validate,
 };
 
@@ -376,8 +378,8 @@ async fn ask_model(
 fn structured(command: &str, parameters: Option<Value>, language: Language) -> ApiResult<Command> {
     if command.parse::<CommandName>().is_err() {
         let known: Vec<&str> = CommandName::ALL.iter().map(|c| c.as_str()).collect();
-        return Err(ApiError::bad_request(
-            "unknown_command",
+        return Err(ApiError::new(
+            ErrorCode::UnknownCommand,
             format!(
                 "unknown voice command {command:?}; known: {}",
                 known.join(", ")
@@ -530,7 +532,7 @@ async fn find_lead(store: &dyn Store, caller: &Caller, target: &str) -> ApiResul
     if let Ok(id) = target.parse::<Uuid>() {
         return match leads::get(store, caller, id.into()).await {
             Ok(lead) => Ok(Some(lead)),
-            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(None),
+            Err(e) if e.code == ErrorCode::NotFound => Ok(None),
             Err(e) => Err(e),
         };
     }

@@ -10,7 +10,6 @@ use flow_store::{
 };
 use serde_json::{json, Value};
 
-use super::worker::{JobError, Processor};
 use crate::{
     auth::Caller,
     error::ApiError,
@@ -19,17 +18,18 @@ use crate::{
         now, Work,
     },
 };
+use flow_jobs::{JobError, Processor};
 
 /// Job kind for a lead that became QUALIFIED.
-pub const QUALIFIED: &str = "lead_qualified";
+pub const QUALIFIED: &str = crate::jobs::JobKind::LeadQualified.as_str();
 /// Job kind for a lead that became CONVERTED.
-pub const CONVERTED: &str = "lead_converted";
+pub const CONVERTED: &str = crate::jobs::JobKind::LeadConverted.as_str();
 
 /// Runs both follow-ups.
 pub struct LeadFollowUp;
 
 fn retry(e: ApiError) -> JobError {
-    if e.status.is_server_error() {
+    if e.code.is_server_side() {
         JobError::Retryable(e.message)
     } else {
         JobError::Permanent(e.message)

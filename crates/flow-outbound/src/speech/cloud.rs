@@ -9,8 +9,8 @@ use flow_voice::Language;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::SpeechConfig;
 use super::{Audio, AudioFormat, Hints, Speech, SpeechError, SpeechToText, TextToSpeech};
-use crate::config::Config;
 
 fn client(timeout_secs: u64) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
@@ -47,9 +47,9 @@ pub struct OpenAiSpeech {
 
 impl OpenAiSpeech {
     /// The API at `base_url` (e.g. `https://api.openai.com/v1`).
-    pub fn new(base_url: &str, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(base_url: &str, config: &SpeechConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            http: client(config.llm_timeout_secs)?,
+            http: client(config.timeout_secs)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: config.speech_api_key.clone(),
             stt_model: config.speech_stt_model.clone(),
@@ -161,9 +161,9 @@ pub struct ElevenLabs {
 
 impl ElevenLabs {
     /// From `elevenlabs_*` settings.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &SpeechConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            http: client(config.llm_timeout_secs)?,
+            http: client(config.timeout_secs)?,
             base_url: config.elevenlabs_url.trim_end_matches('/').to_owned(),
             api_key: config
                 .elevenlabs_api_key

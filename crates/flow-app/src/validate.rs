@@ -1,6 +1,6 @@
 //! Input rules applied at the edge, before anything is written.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// Characters that have no business in a name and mark injection attempts (`<script>`,
 /// `'; DROP TABLE`): refused rather than stored, so no consumer has to escape them.
@@ -127,8 +127,8 @@ pub fn limit(value: Option<u32>) -> ApiResult<u32> {
     match value {
         None => Ok(20),
         Some(n @ 1..=100) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid_limit",
+        Some(n) => Err(ApiError::new(
+            ErrorCode::InvalidLimit,
             format!("limit must be between 1 and 100, got {n}"),
         )),
     }

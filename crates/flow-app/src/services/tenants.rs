@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{snapshot, Record, Work};
 use crate::{
     auth::{generate_key, hash_key, key_prefix, valid_app_name, valid_grant, Caller},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     validate,
 };
 
@@ -213,7 +213,7 @@ pub async fn ensure_demo(store: &dyn Store, rate_limit: u32) -> ApiResult<Vec<(T
             {
                 Ok(_) => {}
                 // Another process created it between our check and insert: fine.
-                Err(e) if e.code == "api_key_exists" => {}
+                Err(e) if e.code == ErrorCode::ApiKeyExists => {}
                 Err(e) => return Err(e),
             }
         }

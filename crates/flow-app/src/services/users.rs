@@ -1,7 +1,10 @@
 //! Users and their sessions: sign-in, refresh-token rotation, profiles, and what a
 //! tenant's admins manage (members, API keys), plus the spec's cross-app tokens.
 
-use std::{net::IpAddr, sync::OnceLock};
+use std::{
+    net::IpAddr,
+    sync::{Arc, OnceLock},
+};
 
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
@@ -21,11 +24,23 @@ use utoipa::ToSchema;
 use super::{now, security, snapshot, Record, Work};
 use crate::{
     auth::{self, role_permissions, Caller, Permissions},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     jwt::{self, Claims, Subject},
-    state::AppState,
+    login_guard::LoginGuard,
     validate,
 };
+
+/// What sign-in, sessions and token minting need.
+#[derive(Clone)]
+pub struct Sessions {
+    pub store: Arc<dyn Store>,
+    /// Slows password guessing.
+    pub login_guard: Arc<LoginGuard>,
+    /// Signs access and cross-app tokens.
+    pub secret: Arc<[u8]>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+}
 
 /// Body of `POST /auth/login`.
 #[derive(Deserialize, ToSchema)]
@@ -272,54 +287,53 @@ pub async fn create_account(
 }
 
 /// `POST /auth/login`: checks the password, slowing guessing, and opens a session.
-pub async fn login(state: &AppState, client: IpAddr, input: Login) -> ApiResult<Session> {
+pub async fn login(sessions: &Sessions, client: IpAddr, input: Login) -> ApiResult<Session> {
     let email = input.email.trim().to_lowercase();
     if email.len() > 254 || input.password.len() > 1024 {
         // No account has such an email; nothing worth counting or hashing.
-        return Err(ApiError::unauthorized(
-            "invalid_credentials",
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
             "email or password is wrong",
         ));
     }
-    if let Err(wait) = state.login_guard.check(&email, client) {
+    if let Err(wait) = sessions.login_guard.check(&email, client) {
         return Err(too_many_attempts(wait));
     }
-    let found = state.store.find_user_credentials(&email).await?;
+    let found = sessions.store.find_user_credentials(&email).await?;
     let stored_hash = found
         .as_ref()
         .filter(|f| f.user.active)
         .map(|f| f.password_hash.clone());
     if !verify_password(&input.password, stored_hash).await? {
-        let verdict = state.login_guard.record_failure(&email, client);
+        let verdict = sessions.login_guard.record_failure(&email, client);
         if verdict.burst {
             if let Some(found) = &found {
-                report_brute_force(state, &found.user, client).await;
+                report_brute_force(sessions, &found.user, client).await;
             }
         }
-        return Err(ApiError::unauthorized(
-            "invalid_credentials",
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
             "email or password is wrong",
         ));
     }
-    state.login_guard.record_success(&email);
+    sessions.login_guard.record_success(&email);
     let user = found.expect("a verified password belongs to a user").user;
     let family = uuid::Uuid::now_v7();
-    open_session(state, user, family, input.tenant_id).await
+    open_session(sessions, user, family, input.tenant_id).await
 }
 
 fn too_many_attempts(wait: std::time::Duration) -> ApiError {
     let secs = wait.as_secs_f64().ceil() as u64;
     ApiError::new(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
+        ErrorCode::TooManyAttempts,
         format!("too many failed sign-ins; try again in {} s", secs.max(1)),
     )
     .retry_after(secs)
 }
 
 /// A burst of failures against an account is a security incident in each of its tenants.
-async fn report_brute_force(state: &AppState, user: &User, client: IpAddr) {
-    let memberships = match state.store.user_memberships(user.id).await {
+async fn report_brute_force(sessions: &Sessions, user: &User, client: IpAddr) {
+    let memberships = match sessions.store.user_memberships(user.id).await {
         Ok(memberships) => memberships,
         Err(error) => {
             tracing::warn!(%error, "could not look up the tenants of an attacked account");
@@ -336,7 +350,7 @@ async fn report_brute_force(state: &AppState, user: &User, client: IpAddr) {
                 user.email
             ),
         };
-        if let Err(error) = security::report(&*state.store, &caller, report).await {
+        if let Err(error) = security::report(&*sessions.store, &caller, report).await {
             tracing::warn!(error = %error.message, "could not report a brute-force incident");
         }
     }
@@ -344,16 +358,16 @@ async fn report_brute_force(state: &AppState, user: &User, client: IpAddr) {
 
 /// `POST /auth/refresh`: spends the refresh token for a new pair; a second use of a
 /// spent token revokes the whole sign-in (it was copied).
-pub async fn refresh(state: &AppState, input: Refresh) -> ApiResult<Session> {
-    let invalid = || ApiError::unauthorized("invalid_refresh_token", "refresh token is not valid");
+pub async fn refresh(sessions: &Sessions, input: Refresh) -> ApiResult<Session> {
+    let invalid = || ApiError::new(ErrorCode::InvalidRefreshToken, "refresh token is not valid");
     let hash = hash_token(&input.refresh_token);
     // A switch to a tenant the user does not belong to is refused before the token is
     // spent, so the session survives the mistake.
     if let (Some(tenant), Some(token)) = (
         input.tenant_id,
-        state.store.find_refresh_token(&hash, now()).await?,
+        sessions.store.find_refresh_token(&hash, now()).await?,
     ) {
-        let memberships = state.store.user_memberships(token.user_id).await?;
+        let memberships = sessions.store.user_memberships(token.user_id).await?;
         if !memberships
             .iter()
             .any(|m| m.tenant.id == tenant && m.tenant.active)
@@ -361,23 +375,23 @@ pub async fn refresh(state: &AppState, input: Refresh) -> ApiResult<Session> {
             return Err(not_a_member());
         }
     }
-    match state.store.use_refresh_token(&hash, now()).await? {
+    match sessions.store.use_refresh_token(&hash, now()).await? {
         RefreshTokenUse::Fresh(token) => {
-            let user = match state.store.get_user(token.user_id).await {
+            let user = match sessions.store.get_user(token.user_id).await {
                 Ok(user) if user.active => user,
                 Ok(_) | Err(StoreError::NotFound) => return Err(invalid()),
                 Err(other) => return Err(other.into()),
             };
-            open_session(state, user, token.family_id, input.tenant_id).await
+            open_session(sessions, user, token.family_id, input.tenant_id).await
         }
         RefreshTokenUse::Reused(token) => {
-            state
+            sessions
                 .store
                 .revoke_refresh_family(token.family_id, now())
                 .await?;
             tracing::warn!(user = %token.user_id, "refresh token reused; session revoked");
-            Err(ApiError::unauthorized(
-                "refresh_token_reused",
+            Err(ApiError::new(
+                ErrorCode::RefreshTokenReused,
                 "this refresh token was already used; the session has been ended",
             ))
         }
@@ -386,12 +400,12 @@ pub async fn refresh(state: &AppState, input: Refresh) -> ApiResult<Session> {
 }
 
 /// `POST /auth/logout`: ends the sign-in the refresh token belongs to.
-pub async fn logout(state: &AppState, input: Logout) -> ApiResult<()> {
+pub async fn logout(sessions: &Sessions, input: Logout) -> ApiResult<()> {
     let hash = hash_token(&input.refresh_token);
     // Spending it finds its family; a spent or unknown token has nothing left to end.
-    match state.store.use_refresh_token(&hash, now()).await? {
+    match sessions.store.use_refresh_token(&hash, now()).await? {
         RefreshTokenUse::Fresh(token) | RefreshTokenUse::Reused(token) => {
-            state
+            sessions
                 .store
                 .revoke_refresh_family(token.family_id, now())
                 .await?;
@@ -404,12 +418,12 @@ pub async fn logout(state: &AppState, input: Logout) -> ApiResult<()> {
 /// Picks the tenant (the requested one must be the user's), mints the access token and
 /// the next refresh token of `family`.
 async fn open_session(
-    state: &AppState,
+    sessions: &Sessions,
     user: User,
     family: uuid::Uuid,
     tenant: Option<TenantId>,
 ) -> ApiResult<Session> {
-    let memberships: Vec<Membership> = state
+    let memberships: Vec<Membership> = sessions
         .store
         .user_memberships(user.id)
         .await?
@@ -422,10 +436,13 @@ async fn open_session(
             .find(|m| m.tenant.id == id)
             .ok_or_else(not_a_member)?,
         None => memberships.first().ok_or_else(|| {
-            ApiError::forbidden("no_tenant", "this account belongs to no active tenant")
+            ApiError::new(
+                ErrorCode::NoTenant,
+                "this account belongs to no active tenant",
+            )
         })?,
     };
-    let ttl = state.config.access_token_ttl_secs;
+    let ttl = sessions.access_token_ttl_secs;
     let claims = Claims::new(
         Subject::User {
             sub: user.id,
@@ -437,17 +454,17 @@ async fn open_session(
         Duration::seconds(ttl as i64),
     );
     let refresh_token = format!("flow_rt_{}", random_hex());
-    state
+    sessions
         .store
         .insert_refresh_token(&NewRefreshToken {
             family_id: family,
             user_id: user.id,
             token_hash: hash_token(&refresh_token),
-            expires_at: now() + Duration::days(state.config.refresh_token_ttl_days as i64),
+            expires_at: now() + Duration::days(sessions.refresh_token_ttl_days as i64),
         })
         .await?;
     Ok(Session {
-        access_token: jwt::sign(&state.secret, &claims),
+        access_token: jwt::sign(&sessions.secret, &claims),
         refresh_token,
         token_type: "Bearer",
         expires_in: ttl,
@@ -456,7 +473,7 @@ async fn open_session(
 }
 
 fn not_a_member() -> ApiError {
-    ApiError::forbidden("not_a_member", "you are not a member of that tenant")
+    ApiError::new(ErrorCode::NotAMember, "you are not a member of that tenant")
 }
 
 fn profile_of(user: User, tenant: Tenant, role: Role, memberships: &[Membership]) -> Profile {
@@ -483,14 +500,14 @@ fn profile_of(user: User, tenant: Tenant, role: Role, memberships: &[Membership]
 
 /// `GET /users/profile`: the signed-in user, with the role held now (which may have
 /// changed since the token was minted).
-pub async fn profile(state: &AppState, caller: &Caller) -> ApiResult<Profile> {
+pub async fn profile(sessions: &Sessions, caller: &Caller) -> ApiResult<Profile> {
     let user_id = signed_in_user(caller)?;
-    let user = state.store.get_user(user_id).await?;
-    let memberships = state.store.user_memberships(user_id).await?;
+    let user = sessions.store.get_user(user_id).await?;
+    let memberships = sessions.store.user_memberships(user_id).await?;
     let current = memberships
         .iter()
         .find(|m| m.tenant.id == caller.tenant_id)
-        .ok_or_else(|| ApiError::forbidden("not_a_member", "you are no longer a member"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NotAMember, "you are no longer a member"))?;
     Ok(profile_of(
         user,
         current.tenant.clone(),
@@ -504,7 +521,10 @@ fn signed_in_user(caller: &Caller) -> ApiResult<UserId> {
         .then(|| caller.actor.id.parse().ok())
         .flatten()
         .ok_or_else(|| {
-            ApiError::forbidden("not_a_user", "this needs a user's access token, not a key")
+            ApiError::new(
+                ErrorCode::NotAUser,
+                "this needs a user's access token, not a key",
+            )
         })
 }
 
@@ -531,8 +551,8 @@ fn require_covered(caller: &Caller, grants: &[String]) -> ApiResult<()> {
         .iter()
         .find(|grant| !caller.permissions.covers(grant))
     {
-        Some(grant) => Err(ApiError::forbidden(
-            "permission_denied",
+        Some(grant) => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
             format!("the caller does not hold {grant:?}, so it cannot grant it"),
         )),
         None => Ok(()),
@@ -566,8 +586,8 @@ pub async fn add_member(store: &dyn Store, caller: &Caller, input: AddMember) ->
     };
     let mut work = Work::begin(store, caller).await?;
     if work.tx().get_member(user.id).await.is_ok() {
-        return Err(ApiError::conflict(
-            "already_a_member",
+        return Err(ApiError::new(
+            ErrorCode::AlreadyAMember,
             "this user is already a member of the tenant",
         ));
     }
@@ -658,8 +678,8 @@ async fn keep_an_admin(work: &mut Work<'_>, leaving: UserId) -> ApiResult<()> {
         .filter(|m| m.role == Role::Admin && m.id != leaving)
         .count();
     if admins == 0 {
-        return Err(ApiError::conflict(
-            "last_admin",
+        return Err(ApiError::new(
+            ErrorCode::LastAdmin,
             "a tenant needs at least one admin",
         ));
     }
@@ -754,22 +774,22 @@ pub async fn revoke_key(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> Api
 /// `POST /auth/app-token`: the spec's cross-app token, minted by a key holder for one of
 /// the key's apps with some of its permissions.
 pub async fn mint_app_token(
-    state: &AppState,
+    sessions: &Sessions,
     caller: &Caller,
     input: MintAppToken,
 ) -> ApiResult<AppToken> {
     if caller.actor.kind != ActorKind::ApiKey {
-        return Err(ApiError::forbidden(
-            "permission_denied",
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
             "cross-app tokens are minted with an API key",
         ));
     }
     let key_id: ApiKeyId = caller.actor.id.parse().map_err(ApiError::internal)?;
-    let found = state
+    let found = sessions
         .store
         .find_api_key_by_id(key_id)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "API key is not valid"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "API key is not valid"))?;
     if !auth::valid_app_name(&input.source_app) {
         return Err(ApiError::validation(
             "sourceApp must be 1-64 characters of a-z, 0-9 and -",
@@ -782,8 +802,8 @@ pub async fn mint_app_token(
             let held = Permissions::new(found.key.permissions.clone());
             for grant in &requested {
                 if !auth::valid_grant(grant) || !held.covers(grant) {
-                    return Err(ApiError::forbidden(
-                        "permission_denied",
+                    return Err(ApiError::new(
+                        ErrorCode::PermissionDenied,
                         format!("the key does not hold {grant:?}, so a token cannot carry it"),
                     ));
                 }
@@ -806,7 +826,7 @@ pub async fn mint_app_token(
         Duration::seconds(ttl as i64),
     );
     Ok(AppToken {
-        token: jwt::sign(&state.secret, &claims),
+        token: jwt::sign(&sessions.secret, &claims),
         token_type: "Bearer",
         expires_at: claims.expires_at(),
         source_app: input.source_app,

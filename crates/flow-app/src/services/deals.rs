@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{activities::ensure_entity, decode_cursor, now, read, snapshot, Page, Record, Work};
 use crate::{
     auth::Caller,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     validate,
 };
 
@@ -174,8 +174,8 @@ pub async fn update(
                 (DealStatus::Open, _) | (_, DealStatus::Open)
             );
         if !allowed {
-            return Err(ApiError::conflict(
-                "invalid_status_transition",
+            return Err(ApiError::new(
+                ErrorCode::InvalidStatusTransition,
                 format!(
                     "a {} deal cannot become {}; reopen it first",
                     before.status.as_str(),

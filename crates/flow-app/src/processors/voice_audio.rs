@@ -10,19 +10,17 @@ use flow_store::{Actor, ConversationId, Job, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{
-    chat::LlmClient,
-    worker::{JobError, Processor},
-};
 use crate::{
     auth::{Caller, Permissions},
     error::{ApiError, ApiResult},
     services::voice::{self, AudioQuery},
-    speech::{self, Audio, SpeechServices},
 };
+use flow_jobs::{JobError, Processor};
+use flow_outbound::speech::{Audio, SpeechServices};
+use flow_outbound::LlmClient;
 
 /// The job kind.
-pub const KIND: &str = "voice.audio";
+pub const KIND: &str = crate::jobs::JobKind::VoiceAudio.as_str();
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,7 +41,7 @@ struct AudioJob {
 /// Enqueues a checked upload; answers with the job.
 pub async fn start(
     store: &dyn Store,
-    signal: &super::WorkSignal,
+    signal: &flow_jobs::WorkSignal,
     caller: &Caller,
     audio: Audio,
     content_type: &str,
@@ -62,8 +60,8 @@ pub async fn start(
         request_id: caller.request_id.clone(),
     };
     let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
-    let request = super::Enqueue::new("voice-processing", KIND, payload);
-    super::start(store, signal, caller, request, "voice.audio").await
+    let request = crate::jobs::JobKind::VoiceAudio.job(payload);
+    crate::jobs::start(store, signal, caller, request, "voice.audio").await
 }
 
 /// Runs queued spoken commands.
@@ -81,14 +79,18 @@ impl Processor for TranscribeAndRun {
             .decode(&payload.audio)
             .map_err(|e| JobError::Permanent(format!("bad audio in the job: {e}")))?;
         let permanent_or_retry = |e: ApiError| {
-            if e.status.is_server_error() {
+            if e.code.is_server_side() {
                 JobError::Retryable(e.message)
             } else {
                 JobError::Permanent(format!("{}: {}", e.code, e.message))
             }
         };
-        let audio = speech::check_audio(&payload.content_type, bytes, self.speech.max_audio_secs)
-            .map_err(permanent_or_retry)?;
+        let audio = flow_outbound::speech::check_audio(
+            &payload.content_type,
+            bytes,
+            self.speech.max_audio_secs,
+        )
+        .map_err(|e| permanent_or_retry(e.into()))?;
         let caller = Caller {
             tenant_id: job.tenant_id,
             actor: payload.actor,

@@ -9,16 +9,19 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use flow_store::{Job, Store, TenantId};
 use serde_json::{json, Value};
 
-use super::worker::{JobError, Processor};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use flow_jobs::{JobError, Processor};
 
 /// The job kind in the analytics-processing queue.
-pub const KIND: &str = "rollup";
+pub const KIND: &str = crate::jobs::JobKind::Rollup.as_str();
 
 /// Parses a `YYYY-MM-DD` day.
 pub fn parse_day(day: &str) -> ApiResult<NaiveDate> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
-        ApiError::bad_request("invalid_day", format!("{day:?} is not a YYYY-MM-DD day"))
+        ApiError::new(
+            ErrorCode::InvalidDay,
+            format!("{day:?} is not a YYYY-MM-DD day"),
+        )
     })
 }
 
@@ -26,13 +29,9 @@ pub fn parse_day(day: &str) -> ApiResult<NaiveDate> {
 /// within an hour are one job.
 pub async fn enqueue(store: &dyn Store, tenant: TenantId, day: NaiveDate) -> ApiResult<Job> {
     let mut tx = store.begin(tenant).await?;
-    let mut request = super::Enqueue::new(
-        "analytics-processing",
-        KIND,
-        json!({ "day": day.to_string() }),
-    );
+    let mut request = crate::jobs::JobKind::Rollup.job(json!({ "day": day.to_string() }));
     request.idempotency_key = Some(format!("rollup:{day}:{}", Utc::now().format("%Y-%m-%dT%H")));
-    let (job, _) = super::enqueue_in(&mut *tx, request).await?;
+    let (job, _) = flow_jobs::enqueue_in(&mut *tx, request).await?;
     tx.commit().await?;
     Ok(job)
 }

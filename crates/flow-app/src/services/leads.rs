@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::{decode_cursor, now, read, snapshot, Page, Record, Work};
 use crate::{
     auth::Caller,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
+    jobs::JobKind,
     validate,
 };
 
@@ -211,10 +212,9 @@ pub async fn create_in(
             "priority": "medium",
             "leadId": lead.id,
         });
-        let mut request =
-            crate::queue::Enqueue::new("voice-processing", crate::queue::notify::KIND, payload);
+        let mut request = JobKind::Notify.job(payload);
         request.idempotency_key = Some(format!("notify:{}", lead.id));
-        crate::queue::enqueue_in(work.tx(), request).await?;
+        flow_jobs::enqueue_in(work.tx(), request).await?;
     }
     Ok(lead)
 }
@@ -350,12 +350,12 @@ pub async fn change_status(
     }
     if !before.status.can_become(input.status) {
         let allowed: Vec<&str> = LeadStatus::ALL
-            .into_iter()
+            .iter()
             .filter(|s| before.status.can_become(**s))
             .map(|s| s.as_str())
             .collect();
-        return Err(ApiError::conflict(
-            "invalid_status_transition",
+        return Err(ApiError::new(
+            ErrorCode::InvalidStatusTransition,
             format!(
                 "a {} lead cannot become {}; allowed: {}",
                 before.status.as_str(),
@@ -404,15 +404,14 @@ pub async fn change_status(
     // The spec's processLeadQualified / processLeadConverted follow-ups run in the queue,
     // committed with the change that asks for them.
     let follow_up = match lead.status {
-        LeadStatus::Qualified => Some(crate::queue::followups::QUALIFIED),
-        LeadStatus::Converted => Some(crate::queue::followups::CONVERTED),
+        LeadStatus::Qualified => Some(JobKind::LeadQualified),
+        LeadStatus::Converted => Some(JobKind::LeadConverted),
         _ => None,
     };
     if let Some(kind) = follow_up {
-        let mut request =
-            crate::queue::Enqueue::new("lead-processing", kind, json!({ "leadId": lead.id }));
+        let mut request = kind.job(json!({ "leadId": lead.id }));
         request.idempotency_key = Some(format!("{kind}:{}", lead.id));
-        crate::queue::enqueue_in(work.tx(), request).await?;
+        flow_jobs::enqueue_in(work.tx(), request).await?;
     }
     work.commit().await?;
     Ok(lead)

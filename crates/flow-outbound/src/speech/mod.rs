@@ -12,10 +12,7 @@ mod local;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::http::StatusCode;
 use flow_voice::Language;
-
-use crate::{config::Config, error::ApiError};
 
 pub use cloud::{ElevenLabs, OpenAiSpeech};
 pub use local::{Espeak, Sphinx};
@@ -69,31 +66,6 @@ pub enum SpeechError {
     Provider(String),
 }
 
-impl From<SpeechError> for ApiError {
-    fn from(error: SpeechError) -> Self {
-        match error {
-            SpeechError::Unsupported(message) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "speech_unsupported",
-                message,
-            ),
-            SpeechError::NothingRecognised => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "speech_not_recognised",
-                "no command was recognised in the audio; try again or send the text",
-            ),
-            SpeechError::Provider(message) => {
-                tracing::warn!(%message, "speech provider failed");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "speech_provider_failed",
-                    "the speech provider failed; send the text instead",
-                )
-            }
-        }
-    }
-}
-
 /// Words the recogniser should expect besides the commands (the tenant's lead names).
 #[derive(Clone, Debug, Default)]
 pub struct Hints {
@@ -121,6 +93,45 @@ pub trait TextToSpeech: Send + Sync {
 
 type Recogniser = Option<Arc<dyn SpeechToText>>;
 
+/// Which providers speak and listen, and how to reach them.
+#[derive(Clone)]
+pub struct SpeechConfig {
+    /// `local`, `openai` or `none`.
+    pub speech_to_text: String,
+    /// `local`, `openai`, `elevenlabs` or `none`.
+    pub text_to_speech: String,
+    pub speech_api_url: Option<String>,
+    pub speech_api_key: Option<String>,
+    pub speech_stt_model: String,
+    pub speech_tts_model: String,
+    pub speech_tts_voice: String,
+    pub elevenlabs_url: String,
+    pub elevenlabs_api_key: Option<String>,
+    pub elevenlabs_voice_id: String,
+    pub elevenlabs_model: String,
+    pub sphinx_bin: String,
+    pub espeak_bin: String,
+    /// Longest audio accepted.
+    pub max_audio_secs: u64,
+    /// How long a cloud provider may take.
+    pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for SpeechConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "[redacted]");
+        f.debug_struct("SpeechConfig")
+            .field("speech_to_text", &self.speech_to_text)
+            .field("text_to_speech", &self.text_to_speech)
+            .field("speech_api_url", &self.speech_api_url)
+            .field("speech_api_key", &redacted(&self.speech_api_key))
+            .field("elevenlabs_url", &self.elevenlabs_url)
+            .field("elevenlabs_api_key", &redacted(&self.elevenlabs_api_key))
+            .field("max_audio_secs", &self.max_audio_secs)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The configured providers.
 #[derive(Clone)]
 pub struct SpeechServices {
@@ -135,7 +146,7 @@ pub struct SpeechServices {
 
 impl SpeechServices {
     /// Providers as `config` chooses them.
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    pub fn from_config(config: &SpeechConfig) -> anyhow::Result<Self> {
         let cloud = config
             .speech_api_url
             .as_ref()
@@ -161,7 +172,7 @@ impl SpeechServices {
             stt,
             stt_fallback,
             tts,
-            max_audio_secs: config.voice_max_audio_secs,
+            max_audio_secs: config.max_audio_secs,
         })
     }
 
@@ -202,7 +213,7 @@ impl SpeechServices {
 }
 
 /// Checks an upload: its declared type, that it is what it says, and its length.
-pub fn check_audio(content_type: &str, bytes: Vec<u8>, max_secs: u64) -> Result<Audio, ApiError> {
+pub fn check_audio(content_type: &str, bytes: Vec<u8>, max_secs: u64) -> Result<Audio, AudioError> {
     let mime = content_type
         .split(';')
         .next()
@@ -210,27 +221,31 @@ pub fn check_audio(content_type: &str, bytes: Vec<u8>, max_secs: u64) -> Result<
         .trim()
         .to_ascii_lowercase();
     if bytes.is_empty() {
-        return Err(ApiError::validation("the audio is empty"));
+        return Err(AudioError::Invalid(String::from("the audio is empty")));
     }
     match mime.as_str() {
         "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => {
             let reader = hound::WavReader::new(std::io::Cursor::new(&bytes)).map_err(|e| {
-                ApiError::validation(format!("the audio is not a readable WAV file: {e}"))
+                AudioError::Invalid(format!("the audio is not a readable WAV file: {e}"))
             })?;
             let spec = reader.spec();
             if spec.channels != 1
                 || spec.bits_per_sample != 16
                 || spec.sample_format != hound::SampleFormat::Int
             {
-                return Err(ApiError::validation("WAV audio must be 16-bit PCM, mono"));
+                return Err(AudioError::Invalid(String::from(
+                    "WAV audio must be 16-bit PCM, mono",
+                )));
             }
             if !(8_000..=48_000).contains(&spec.sample_rate) {
-                return Err(ApiError::validation("WAV sample rate must be 8-48 kHz"));
+                return Err(AudioError::Invalid(String::from(
+                    "WAV sample rate must be 8-48 kHz",
+                )));
             }
             let duration = f64::from(reader.duration()) / f64::from(spec.sample_rate);
             if duration < 0.1 {
-                return Err(ApiError::validation(
-                    "the audio is too short to hold a command",
+                return Err(AudioError::Invalid(
+                    "the audio is too short to hold a command".into(),
                 ));
             }
             if duration > max_secs as f64 {
@@ -249,7 +264,9 @@ pub fn check_audio(content_type: &str, bytes: Vec<u8>, max_secs: u64) -> Result<
             let magic_ok =
                 bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) || bytes.starts_with(b"OggS");
             if !magic_ok {
-                return Err(ApiError::validation("the audio is not WebM or Ogg"));
+                return Err(AudioError::Invalid(String::from(
+                    "the audio is not WebM or Ogg",
+                )));
             }
             // Opus at browser bitrates is ~4 KB/s: a generous bound without decoding.
             if bytes.len() as u64 > max_secs * 16_000 {
@@ -261,18 +278,24 @@ pub fn check_audio(content_type: &str, bytes: Vec<u8>, max_secs: u64) -> Result<
                 duration_secs: None,
             })
         }
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send audio/wav (16-bit PCM mono), audio/webm or audio/ogg, or JSON with text",
-        )),
+        _ => Err(AudioError::UnsupportedType),
     }
 }
 
-fn too_long(max_secs: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "audio_too_long",
-        format!("audio is limited to {max_secs} seconds per command"),
-    )
+fn too_long(max_secs: u64) -> AudioError {
+    AudioError::TooLong { max_secs }
+}
+
+/// Why an upload is not audio Flow can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AudioError {
+    /// Declared as a supported type, but not readable as one, or out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// Longer than the limit.
+    #[error("audio is limited to {max_secs} seconds per command")]
+    TooLong { max_secs: u64 },
+    /// Not a type Flow accepts.
+    #[error("send audio/wav (16-bit PCM mono), audio/webm or audio/ogg, or JSON with text")]
+    UnsupportedType,
 }

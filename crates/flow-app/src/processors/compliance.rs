@@ -8,15 +8,15 @@ use chrono::{Duration, Utc};
 use flow_store::{ContactFilter, EventType, Job, LeadFilter, LeadStatus, NewEvent, Store};
 use serde_json::{json, Value};
 
-use super::worker::{JobError, Processor};
 use crate::{
     auth::Caller,
     error::ApiResult,
     services::{Record, Work},
 };
+use flow_jobs::{JobError, Processor};
 
 /// The job kind in the compliance-checks queue.
-pub const KIND: &str = "scan";
+pub const KIND: &str = crate::jobs::JobKind::Scan.as_str();
 
 /// Findings listed per rule (the counts cover all of them).
 const MAX_LISTED: usize = 100;
@@ -24,12 +24,12 @@ const MAX_LISTED: usize = 100;
 /// Starts a check; answers with the job that will hold the report.
 pub async fn start(
     store: &dyn Store,
-    signal: &super::WorkSignal,
+    signal: &flow_jobs::WorkSignal,
     caller: &Caller,
 ) -> ApiResult<Job> {
     caller.require("write", "compliance")?;
-    let request = super::Enqueue::new("compliance-checks", KIND, json!({}));
-    super::start(store, signal, caller, request, "compliance.check").await
+    let request = crate::jobs::JobKind::Scan.job(json!({}));
+    crate::jobs::start(store, signal, caller, request, "compliance.check").await
 }
 
 /// Scans for keys unused for 90 days, contacts without consent or source, and open leads

@@ -1,16 +1,8 @@
-//! Business rules shared by every entry point (REST now, WebSocket and voice later).
+//! A tenant's unit of work on behalf of a caller, and the small helpers every use case
+//! shares (pages and cursors, snapshots for the audit trail).
 //!
 //! A write runs in one [`Work`]: its rows, its audit entry and its event commit together
 //! or not at all.
-
-pub mod activities;
-pub mod contacts;
-pub mod deals;
-pub mod leads;
-pub mod security;
-pub mod tenants;
-pub mod users;
-pub mod voice;
 
 use chrono::{DateTime, Utc};
 use flow_store::{LoggedEvent, NewAuditEntry, NewEvent, Store, TenantRead, TenantTx};
@@ -21,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::Caller,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
 };
 
 /// One tenant write transaction on behalf of a caller.
@@ -151,7 +143,12 @@ pub fn decode_cursor(cursor: Option<&str>) -> ApiResult<Option<Uuid>> {
             Uuid::try_parse(c).map_err(|_| ())
         })
         .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API issued"))
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this API issued",
+            )
+        })
 }
 
 /// For PATCH bodies: tells a field sent as `null` (clear it) from one not sent (keep it).

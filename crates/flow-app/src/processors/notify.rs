@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use flow_store::{EventPriority, EventType, Job, NewEvent, Store};
 use serde_json::{json, Value};
 
-use super::worker::{JobError, Processor};
+use flow_jobs::{JobError, Processor};
 
 /// The job kind in the voice-processing queue.
-pub const KIND: &str = "notify";
+pub const KIND: &str = crate::jobs::JobKind::Notify.as_str();
 
 /// Publishes the notification; a re-run publishes it again (the voice agent dedupes by
 /// `notificationId`, the job id).

@@ -18,15 +18,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::worker::{JobError, Processor};
 use crate::{
     auth::Caller,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     services::{Record, Work},
 };
+use flow_jobs::{JobError, Processor};
 
 /// The job kind in the backup-operations queue.
-pub const KIND: &str = "export";
+pub const KIND: &str = crate::jobs::JobKind::Export.as_str();
 
 const FORMAT: &str = "flow-backup";
 const VERSION: u32 = 1;
@@ -45,12 +45,12 @@ enum Line {
 /// Starts a backup of the caller's tenant.
 pub async fn start(
     store: &dyn Store,
-    signal: &super::WorkSignal,
+    signal: &flow_jobs::WorkSignal,
     caller: &Caller,
 ) -> ApiResult<Job> {
     caller.require("admin", "backups")?;
-    let request = super::Enqueue::new("backup-operations", KIND, json!({}));
-    super::start(store, signal, caller, request, "backup.start").await
+    let request = crate::jobs::JobKind::Export.job(json!({}));
+    crate::jobs::start(store, signal, caller, request, "backup.start").await
 }
 
 /// Writes backups under `<data_dir>/backups/<tenant>/`.
@@ -256,8 +256,8 @@ pub async fn restore(store: &dyn Store, tenant: TenantId, path: &Path) -> ApiRes
             .await?
             .is_empty();
     if !empty {
-        return Err(ApiError::conflict(
-            "tenant_not_empty",
+        return Err(ApiError::new(
+            ErrorCode::TenantNotEmpty,
             "restore only into a tenant without data",
         ));
     }
