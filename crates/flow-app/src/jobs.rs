@@ -1,7 +1,7 @@
 //! The job kinds Flow's use cases enqueue, and enqueueing on a caller's behalf.
 
 use flow_jobs::{Enqueue, Queue, WorkSignal};
-use flow_store::{Job, JobId, Store, TenantId};
+use flow_store::{AuditAction, Job, JobId, Store, TenantId};
 
 use crate::{
     auth::Caller,
@@ -64,7 +64,7 @@ pub async fn start(
     signal: &WorkSignal,
     caller: &Caller,
     request: Enqueue,
-    action: &'static str,
+    action: AuditAction,
 ) -> ApiResult<Job> {
     let mut work = Work::begin(store, caller).await?;
     let (job, created) = flow_jobs::enqueue_in(work.tx(), request).await?;

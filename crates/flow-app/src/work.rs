@@ -5,7 +5,7 @@
 //! or not at all.
 
 use chrono::{DateTime, Utc};
-use flow_store::{LoggedEvent, NewAuditEntry, NewEvent, Store, TenantRead, TenantTx};
+use flow_store::{AuditAction, LoggedEvent, NewAuditEntry, NewEvent, Store, TenantRead, TenantTx};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -27,8 +27,7 @@ pub struct Work<'c> {
 
 /// What a change records: the audit entry's facts and, usually, an event.
 pub struct Record {
-    /// `entity.verb`, e.g. `lead.create`.
-    pub action: &'static str,
+    pub action: AuditAction,
     pub entity_type: &'static str,
     pub entity_id: String,
     pub before: Option<Value>,
@@ -62,7 +61,7 @@ impl<'c> Work<'c> {
             .insert_audit(&NewAuditEntry {
                 actor: self.caller.actor.clone(),
                 source_app: self.caller.source_app.clone(),
-                action: record.action.to_owned(),
+                action: record.action.as_str().to_owned(),
                 entity_type: record.entity_type.to_owned(),
                 entity_id: record.entity_id,
                 before: record.before,

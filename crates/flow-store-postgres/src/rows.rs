@@ -5,7 +5,9 @@ use flow_store::{
     DailyRollup, Deal, DealStatus, EntityType, EventPriority, EventType, Incident, Job, JobState,
     Lead, LeadStatus, LoggedEvent, QueueCounts, Severity, StoreError, StoreResult, Tenant,
 };
-use flow_store::{ActorKind, Member, Membership, RefreshToken, Role, User, UserCredentials};
+use flow_store::{
+    ActorKind, IncidentStatus, Member, Membership, RefreshToken, Role, User, UserCredentials,
+};
 use serde_json::Value;
 use sqlx::{postgres::PgRow, Row};
 use uuid::Uuid;
@@ -215,7 +217,7 @@ pub fn incident(row: &PgRow) -> StoreResult<Incident> {
         incident_type: get(row, "type")?,
         severity: parsed(row, "severity", Severity::parse)?,
         description: get(row, "description")?,
-        status: get(row, "status")?,
+        status: parsed(row, "status", IncidentStatus::parse)?,
         reported_by: get(row, "reported_by")?,
         resolution: get(row, "resolution")?,
         created_at: get(row, "created_at")?,

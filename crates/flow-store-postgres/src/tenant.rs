@@ -946,7 +946,7 @@ impl TenantTx for PgTenant {
             .bind(&incident.incident_type)
             .bind(incident.severity.as_str())
             .bind(&incident.description)
-            .bind(&incident.status)
+            .bind(incident.status.as_str())
             .bind(&incident.reported_by)
             .bind(&incident.resolution)
             .bind(incident.created_at)
@@ -964,7 +964,7 @@ impl TenantTx for PgTenant {
                 "UPDATE incidents SET status = $1, resolution = $2, updated_at = $3, resolved_at = $4
                  WHERE tenant_id = $5 AND id = $6",
             )
-            .bind(&incident.status)
+            .bind(incident.status.as_str())
             .bind(&incident.resolution)
             .bind(incident.updated_at)
             .bind(incident.resolved_at)

@@ -7,7 +7,8 @@ use flow_store::{
     QueueCounts, StoreResult, Tenant,
 };
 use flow_store::{
-    ActorKind, Conversation, Incident, Member, Membership, RefreshToken, Role, Severity, User,
+    ActorKind, Conversation, Incident, IncidentStatus, Member, Membership, RefreshToken, Role,
+    Severity, User,
 };
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
@@ -255,13 +256,15 @@ pub fn queue_counts(row: &Row) -> rusqlite::Result<QueueCounts> {
 
 pub fn incident(row: &Row) -> rusqlite::Result<Incident> {
     let severity: String = row.get("severity")?;
+    let status: String = row.get("status")?;
     Ok(Incident {
         id: row.get::<_, uuid::Uuid>("id")?.into(),
         tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
         incident_type: row.get("type")?,
         severity: Severity::parse(&severity).ok_or_else(|| invalid("severity", &severity))?,
         description: row.get("description")?,
-        status: row.get("status")?,
+        status: IncidentStatus::parse(&status)
+            .ok_or_else(|| invalid("incident status", &status))?,
         reported_by: row.get("reported_by")?,
         resolution: row.get("resolution")?,
         created_at: time(row, "created_at")?,

@@ -819,7 +819,7 @@ impl TenantTx for SqliteTenant {
                 incident.incident_type,
                 incident.severity.as_str(),
                 incident.description,
-                incident.status,
+                incident.status.as_str(),
                 incident.reported_by,
                 incident.resolution,
                 micros(incident.created_at),
@@ -835,7 +835,7 @@ impl TenantTx for SqliteTenant {
             "UPDATE incidents SET status = ?1, resolution = ?2, updated_at = ?3, resolved_at = ?4
              WHERE tenant_id = ?5 AND id = ?6",
             params![
-                incident.status,
+                incident.status.as_str(),
                 incident.resolution,
                 micros(incident.updated_at),
                 incident.resolved_at.map(micros),

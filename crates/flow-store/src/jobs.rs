@@ -201,7 +201,7 @@ pub struct DailyRollup {
 
 impl DailyRollup {
     /// The audit action counted as one voice command (what `POST /voice/execute` records).
-    pub const VOICE_COMMAND_ACTION: &'static str = "voice.execute";
+    pub const VOICE_COMMAND_ACTION: &'static str = crate::AuditAction::VoiceExecute.as_str();
 
     /// The rollup of `day` from what a backend counted, computed now.
     pub fn from_counts(day: &str, counts: RollupCounts) -> Self {

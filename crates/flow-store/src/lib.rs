@@ -26,4 +26,4 @@ pub use ids::*;
 pub use jobs::*;
 pub use model::*;
 pub use store::*;
-pub use vocab::{ActorKind, UnknownName};
+pub use vocab::{ActivityKind, ActorKind, AuditAction, IncidentStatus, UnknownName};

@@ -362,8 +362,7 @@ pub struct Incident {
     pub incident_type: String,
     pub severity: Severity,
     pub description: String,
-    /// `open` or `resolved`.
-    pub status: String,
+    pub status: crate::IncidentStatus,
     pub reported_by: String,
     pub resolution: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -11,8 +11,8 @@ use std::{
 use async_trait::async_trait;
 use chrono::Utc;
 use flow_store::{
-    Activity, ActivityFilter, Contact, ContactFilter, Deal, DealFilter, EventType, Incident, Job,
-    Lead, LeadFilter, NewEvent, Store, TenantId,
+    Activity, ActivityFilter, AuditAction, Contact, ContactFilter, Deal, DealFilter, EventType,
+    Incident, Job, Lead, LeadFilter, NewEvent, Store, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -50,7 +50,7 @@ pub async fn start(
 ) -> ApiResult<Job> {
     caller.require("admin", "backups")?;
     let request = crate::jobs::JobKind::Export.job(json!({}));
-    crate::jobs::start(store, signal, caller, request, "backup.start").await
+    crate::jobs::start(store, signal, caller, request, AuditAction::BackupStart).await
 }
 
 /// Writes backups under `<data_dir>/backups/<tenant>/`.
@@ -153,7 +153,7 @@ impl Processor for ExportTenant {
             .await
             .map_err(|e| JobError::Retryable(e.message))?;
         work.record(Record {
-            action: "backup.complete",
+            action: AuditAction::BackupComplete,
             entity_type: "job",
             entity_id: job.id.to_string(),
             before: None,

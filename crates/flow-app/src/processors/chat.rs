@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flow_store::{EventType, Job, NewEvent, Store};
+use flow_store::{AuditAction, EventType, Job, NewEvent, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -56,7 +56,7 @@ pub async fn start(
         signal,
         caller,
         crate::jobs::JobKind::Chat.job(payload),
-        "chat.ask",
+        AuditAction::ChatAsk,
     )
     .await
 }

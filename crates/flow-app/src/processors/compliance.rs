@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use flow_store::{ContactFilter, EventType, Job, LeadFilter, LeadStatus, NewEvent, Store};
+use flow_store::{
+    AuditAction, ContactFilter, EventType, Job, LeadFilter, LeadStatus, NewEvent, Store,
+};
 use serde_json::{json, Value};
 
 use crate::{
@@ -29,7 +31,7 @@ pub async fn start(
 ) -> ApiResult<Job> {
     caller.require("write", "compliance")?;
     let request = crate::jobs::JobKind::Scan.job(json!({}));
-    crate::jobs::start(store, signal, caller, request, "compliance.check").await
+    crate::jobs::start(store, signal, caller, request, AuditAction::ComplianceCheck).await
 }
 
 /// Scans for keys unused for 90 days, contacts without consent or source, and open leads
@@ -122,7 +124,7 @@ impl Processor for ComplianceScan {
             .await
             .map_err(|e| JobError::Retryable(e.message))?;
         work.record(Record {
-            action: "compliance.report",
+            action: AuditAction::ComplianceReport,
             entity_type: "job",
             entity_id: job.id.to_string(),
             before: None,

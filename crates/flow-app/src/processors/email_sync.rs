@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use flow_store::{Activity, ActivityFilter, ActivityId, EntityType, Job, Store};
+use flow_store::{
+    Activity, ActivityFilter, ActivityId, ActivityKind, AuditAction, EntityType, Job, Store,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -63,7 +65,7 @@ pub async fn start(
     let payload =
         json!({ "emails": request.emails, "sourceApp": caller.source_app, "actor": caller.actor });
     let request = crate::jobs::JobKind::SyncHeaders.job(payload);
-    crate::jobs::start(store, signal, caller, request, "email.sync").await
+    crate::jobs::start(store, signal, caller, request, AuditAction::EmailSync).await
 }
 
 /// Upserts the senders as contacts and logs each email once (a re-run skips emails
@@ -112,7 +114,7 @@ impl Processor for SyncHeaders {
                 .tx()
                 .list_activities(&ActivityFilter {
                     entity_id: Some(contact.id.0),
-                    activity_type: Some("EMAIL".into()),
+                    activity_type: Some(ActivityKind::Email.to_string()),
                     limit: 1000,
                     ..ActivityFilter::default()
                 })
@@ -128,7 +130,7 @@ impl Processor for SyncHeaders {
                 .insert_activity(&Activity {
                     id: ActivityId::new(),
                     tenant_id: job.tenant_id,
-                    activity_type: "EMAIL".into(),
+                    activity_type: ActivityKind::Email.to_string(),
                     entity_type: EntityType::Contact,
                     entity_id: contact.id.0,
                     description: header.subject.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use flow_store::{
-    Activity, ActivityFilter, ActivityId, DealFilter, EntityType, Job, LeadId, Store,
+    Activity, ActivityFilter, ActivityId, ActivityKind, DealFilter, EntityType, Job, LeadId, Store,
 };
 use serde_json::{json, Value};
 
@@ -55,7 +55,7 @@ impl Processor for LeadFollowUp {
                 let mut work = Work::begin(&**store, &caller).await.map_err(retry)?;
                 let filter = ActivityFilter {
                     entity_id: Some(lead.id.0),
-                    activity_type: Some("FOLLOW_UP".into()),
+                    activity_type: Some(ActivityKind::FollowUp.to_string()),
                     limit: 1,
                     ..ActivityFilter::default()
                 };
@@ -66,7 +66,7 @@ impl Processor for LeadFollowUp {
                 let activity = Activity {
                     id: ActivityId::new(),
                     tenant_id: job.tenant_id,
-                    activity_type: "FOLLOW_UP".into(),
+                    activity_type: ActivityKind::FollowUp.to_string(),
                     entity_type: EntityType::Lead,
                     entity_id: lead.id.0,
                     description: Some(format!("Follow up with {} within a day", lead.first_name)),
@@ -123,7 +123,7 @@ impl Processor for LeadFollowUp {
                     .insert_activity(&Activity {
                         id: ActivityId::new(),
                         tenant_id: job.tenant_id,
-                        activity_type: "DEAL_OPENED".into(),
+                        activity_type: ActivityKind::DealOpened.to_string(),
                         entity_type: EntityType::Lead,
                         entity_id: lead.id.0,
                         description: Some(format!("Converted: deal {:?} opened", deal.title)),

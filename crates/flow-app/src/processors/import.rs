@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flow_store::{Actor, EventType, LeadFilter, NewEvent, Store};
+use flow_store::{Actor, AuditAction, EventType, LeadFilter, NewEvent, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -288,5 +288,5 @@ pub async fn start(
         serde_json::to_value(ImportPayload::new(rows, caller)).map_err(ApiError::internal)?;
     let mut request = crate::jobs::JobKind::ImportLeads.job(payload);
     request.idempotency_key = Some(idempotency_key(body));
-    crate::jobs::start(store, signal, caller, request, "leads.import").await
+    crate::jobs::start(store, signal, caller, request, AuditAction::LeadsImport).await
 }

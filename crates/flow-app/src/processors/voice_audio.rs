@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
-use flow_store::{Actor, ConversationId, Job, Store};
+use flow_store::{Actor, AuditAction, ConversationId, Job, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -61,7 +61,7 @@ pub async fn start(
     };
     let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
     let request = crate::jobs::JobKind::VoiceAudio.job(payload);
-    crate::jobs::start(store, signal, caller, request, "voice.audio").await
+    crate::jobs::start(store, signal, caller, request, AuditAction::VoiceAudio).await
 }
 
 /// Runs queued spoken commands.

@@ -1,7 +1,8 @@
 //! Activities: calls, notes, meetings and system entries on leads, contacts and deals.
 
 use flow_store::{
-    Activity, ActivityFilter, ActivityId, EntityType, EventType, NewEvent, Store, TenantRead,
+    Activity, ActivityFilter, ActivityId, AuditAction, EntityType, EventType, NewEvent, Store,
+    TenantRead,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -101,7 +102,7 @@ pub async fn create(
     ensure_entity(work.tx(), activity.entity_type, activity.entity_id).await?;
     work.tx().insert_activity(&activity).await?;
     work.record(Record {
-        action: "activity.create",
+        action: AuditAction::ActivityCreate,
         entity_type: "activity",
         entity_id: activity.id.to_string(),
         before: None,

@@ -1,6 +1,6 @@
 //! Contacts: unique by normalised email per tenant, synced by email, merged.
 
-use flow_store::{Contact, ContactFilter, ContactId, EventType, NewEvent, Store};
+use flow_store::{AuditAction, Contact, ContactFilter, ContactId, EventType, NewEvent, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -155,7 +155,7 @@ async fn insert(work: &mut Work<'_>, valid: ValidContact) -> ApiResult<Contact> 
     };
     work.tx().insert_contact(&contact).await?;
     work.record(Record {
-        action: "contact.create",
+        action: AuditAction::ContactCreate,
         entity_type: "contact",
         entity_id: contact.id.to_string(),
         before: None,
@@ -236,7 +236,7 @@ pub async fn update(
     if let Some(consent) = patch.consent {
         contact.consent = consent;
     }
-    let contact = save_if_changed(&mut work, before, contact, "contact.update").await?;
+    let contact = save_if_changed(&mut work, before, contact, AuditAction::ContactUpdate).await?;
     work.commit().await?;
     Ok(contact)
 }
@@ -245,7 +245,7 @@ async fn save_if_changed(
     work: &mut Work<'_>,
     before: Contact,
     mut contact: Contact,
-    action: &'static str,
+    action: AuditAction,
 ) -> ApiResult<Contact> {
     let unchanged = contact.first_name == before.first_name
         && contact.last_name == before.last_name
@@ -297,7 +297,7 @@ pub async fn sync(
     contact.company = valid.company.or(contact.company);
     contact.source = valid.source.or(contact.source);
     contact.consent = valid.consent.unwrap_or(contact.consent);
-    let contact = save_if_changed(&mut work, before, contact, "contact.sync").await?;
+    let contact = save_if_changed(&mut work, before, contact, AuditAction::ContactSync).await?;
     work.commit().await?;
     Ok((contact, false))
 }
@@ -343,7 +343,7 @@ pub async fn merge(
     contact.updated_at = now();
     work.tx().update_contact(&contact).await?;
     work.record(Record {
-        action: "contact.delete",
+        action: AuditAction::ContactDelete,
         entity_type: "contact",
         entity_id: source.id.to_string(),
         before: snapshot(&source),
@@ -352,7 +352,7 @@ pub async fn merge(
     })
     .await?;
     work.record(Record {
-        action: "contact.merge",
+        action: AuditAction::ContactMerge,
         entity_type: "contact",
         entity_id: contact.id.to_string(),
         before: snapshot(&json!({ "contact": before, "merged": source })),

@@ -1,7 +1,8 @@
 //! Deals: opportunities with a value that end won or lost.
 
 use flow_store::{
-    ContactId, Deal, DealFilter, DealId, DealStatus, EntityType, EventType, LeadId, NewEvent, Store,
+    AuditAction, ContactId, Deal, DealFilter, DealId, DealStatus, EntityType, EventType, LeadId,
+    NewEvent, Store,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -100,7 +101,7 @@ pub async fn create(store: &dyn Store, caller: &Caller, input: CreateDeal) -> Ap
     }
     work.tx().insert_deal(&deal).await?;
     work.record(Record {
-        action: "deal.create",
+        action: AuditAction::DealCreate,
         entity_type: "deal",
         entity_id: deal.id.to_string(),
         before: None,
@@ -206,7 +207,7 @@ pub async fn update(
         _ => EventType::DealUpdated,
     };
     work.record(Record {
-        action: "deal.update",
+        action: AuditAction::DealUpdate,
         entity_type: "deal",
         entity_id: deal.id.to_string(),
         before: snapshot(&before),

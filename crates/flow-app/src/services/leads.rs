@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use flow_store::{
-    Activity, ActivityId, Contact, ContactId, EntityType, EventType, Lead, LeadFilter, LeadId,
-    LeadStatus, NewEvent, Store,
+    Activity, ActivityId, ActivityKind, AuditAction, Contact, ContactId, EntityType, EventType,
+    Lead, LeadFilter, LeadId, LeadStatus, NewEvent, Store,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -158,7 +158,7 @@ pub async fn create_in(
             };
             work.tx().insert_contact(&contact).await?;
             work.record(Record {
-                action: "contact.create",
+                action: AuditAction::ContactCreate,
                 entity_type: "contact",
                 entity_id: contact.id.to_string(),
                 before: None,
@@ -179,7 +179,7 @@ pub async fn create_in(
         .insert_activity(&Activity {
             id: ActivityId::new(),
             tenant_id: caller.tenant_id,
-            activity_type: "LEAD_CREATED".into(),
+            activity_type: ActivityKind::LeadCreated.to_string(),
             entity_type: EntityType::Lead,
             entity_id: lead.id.0,
             description: Some(format!("Lead created from {}", lead.source)),
@@ -188,7 +188,7 @@ pub async fn create_in(
         })
         .await?;
     work.record(Record {
-        action: "lead.create",
+        action: AuditAction::LeadCreate,
         entity_type: "lead",
         entity_id: lead.id.to_string(),
         before: None,
@@ -296,7 +296,7 @@ pub async fn update(
     lead.updated_at = now();
     work.tx().update_lead(&lead).await?;
     work.record(Record {
-        action: "lead.update",
+        action: AuditAction::LeadUpdate,
         entity_type: "lead",
         entity_id: lead.id.to_string(),
         before: snapshot(&before),
@@ -376,7 +376,7 @@ pub async fn change_status(
         .insert_activity(&Activity {
             id: ActivityId::new(),
             tenant_id: caller.tenant_id,
-            activity_type: "STATUS_CHANGED".into(),
+            activity_type: ActivityKind::StatusChanged.to_string(),
             entity_type: EntityType::Lead,
             entity_id: lead.id.0,
             description: Some(format!(
@@ -389,7 +389,7 @@ pub async fn change_status(
         })
         .await?;
     work.record(Record {
-        action: "lead.status",
+        action: AuditAction::LeadStatus,
         entity_type: "lead",
         entity_id: lead.id.to_string(),
         before: snapshot(&before),
@@ -440,7 +440,7 @@ pub async fn assign(
     lead.updated_at = now();
     work.tx().update_lead(&lead).await?;
     work.record(Record {
-        action: "lead.assign",
+        action: AuditAction::LeadAssign,
         entity_type: "lead",
         entity_id: lead.id.to_string(),
         before: snapshot(&before),
@@ -467,7 +467,7 @@ pub async fn delete(store: &dyn Store, caller: &Caller, id: LeadId) -> ApiResult
         .map_err(|e| ApiError::from_store("lead", e))?;
     work.tx().delete_lead(id).await?;
     work.record(Record {
-        action: "lead.delete",
+        action: AuditAction::LeadDelete,
         entity_type: "lead",
         entity_id: id.to_string(),
         before: snapshot(&before),

@@ -3,7 +3,8 @@
 //! SECURITY_INCIDENT event to the secure-platform and business-dashboard rooms.
 
 use flow_store::{
-    Activity, ActivityId, EntityType, EventType, Incident, IncidentId, NewEvent, Severity, Store,
+    Activity, ActivityId, ActivityKind, AuditAction, EntityType, EventType, Incident, IncidentId,
+    IncidentStatus, NewEvent, Severity, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -57,14 +58,10 @@ pub struct SecurityMetrics {
     pub highest_active_severity: Option<Severity>,
 }
 
-fn status(value: &str) -> ApiResult<&'static str> {
-    match value {
-        "open" => Ok("open"),
-        "resolved" => Ok("resolved"),
-        other => Err(ApiError::validation(format!(
-            "status must be open or resolved, not {other:?}"
-        ))),
-    }
+fn status(value: &str) -> ApiResult<IncidentStatus> {
+    IncidentStatus::parse(value).ok_or_else(|| {
+        ApiError::validation(format!("status must be open or resolved, not {value:?}"))
+    })
 }
 
 /// Stores a reported incident, logs it, and publishes SECURITY_INCIDENT.
@@ -82,7 +79,7 @@ pub async fn report(
         severity: input.severity,
         description: validate::text("description", Some(&input.description), 2_000)?
             .ok_or_else(|| ApiError::validation("description must not be empty"))?,
-        status: "open".into(),
+        status: IncidentStatus::Open,
         reported_by: caller.source_app.clone(),
         resolution: None,
         created_at: at,
@@ -95,7 +92,7 @@ pub async fn report(
         .insert_activity(&Activity {
             id: ActivityId::new(),
             tenant_id: caller.tenant_id,
-            activity_type: "SECURITY_INCIDENT".into(),
+            activity_type: ActivityKind::SecurityIncident.to_string(),
             entity_type: EntityType::Incident,
             entity_id: incident.id.0,
             description: Some(format!(
@@ -114,7 +111,7 @@ pub async fn report(
     );
     event.priority = incident.severity.event_priority();
     work.record(Record {
-        action: "incident.report",
+        action: AuditAction::IncidentReport,
         entity_type: "incident",
         entity_id: incident.id.to_string(),
         before: None,
@@ -137,7 +134,7 @@ pub async fn list(
     let limit = validate::limit(query.limit)?;
     Ok(read(store, caller)
         .await?
-        .list_incidents(status, limit)
+        .list_incidents(status.map(IncidentStatus::as_str), limit)
         .await?)
 }
 
@@ -171,10 +168,10 @@ pub async fn update(
         return Ok(before);
     }
     let mut incident = before.clone();
-    incident.status = new_status.into();
+    incident.status = new_status;
     incident.resolution = resolution.or(before.resolution.clone());
     incident.updated_at = now();
-    incident.resolved_at = (new_status == "resolved").then(now);
+    incident.resolved_at = (new_status == IncidentStatus::Resolved).then(now);
     work.tx().update_incident(&incident).await?;
     let mut event = NewEvent::new(
         EventType::SecurityIncident,
@@ -183,7 +180,7 @@ pub async fn update(
     );
     event.priority = flow_store::EventPriority::Low;
     work.record(Record {
-        action: "incident.update",
+        action: AuditAction::IncidentUpdate,
         entity_type: "incident",
         entity_id: incident.id.to_string(),
         before: snapshot(&before),

@@ -1,6 +1,8 @@
 //! Provisioning: tenants, their API keys, and the demo tenants.
 
-use flow_store::{ApiKey, ApiKeyId, EventType, NewApiKey, NewEvent, Store, StoreError, Tenant};
+use flow_store::{
+    ApiKey, ApiKeyId, AuditAction, EventType, NewApiKey, NewEvent, Store, StoreError, Tenant,
+};
 use serde_json::json;
 
 use super::{snapshot, Record, Work};
@@ -95,7 +97,7 @@ pub async fn create_tenant(
 
 async fn record_tenant_created(work: &mut Work<'_>, tenant: &Tenant) -> ApiResult<()> {
     work.record(Record {
-        action: "tenant.create",
+        action: AuditAction::TenantCreate,
         entity_type: "tenant",
         entity_id: tenant.id.to_string(),
         before: None,
@@ -149,7 +151,7 @@ async fn insert_key(
         })
         .await?;
     work.record(Record {
-        action: "api_key.create",
+        action: AuditAction::ApiKeyCreate,
         entity_type: "api_key",
         entity_id: key.id.to_string(),
         before: None,
@@ -169,7 +171,7 @@ pub async fn revoke_key(store: &dyn Store, tenant: &Tenant, id: ApiKeyId) -> Api
         .await
         .map_err(|e| ApiError::from_store("api key", e))?;
     work.record(Record {
-        action: "api_key.revoke",
+        action: AuditAction::ApiKeyRevoke,
         entity_type: "api_key",
         entity_id: id.to_string(),
         before: None,

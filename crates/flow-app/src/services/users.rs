@@ -12,8 +12,8 @@ use argon2::{
 };
 use chrono::Duration;
 use flow_store::{
-    ActorKind, ApiKey, ApiKeyId, Member, Membership, NewApiKey, NewRefreshToken, NewUser,
-    RefreshTokenUse, Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
+    ActorKind, ApiKey, ApiKeyId, AuditAction, Member, Membership, NewApiKey, NewRefreshToken,
+    NewUser, RefreshTokenUse, Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -594,7 +594,7 @@ pub async fn add_member(store: &dyn Store, caller: &Caller, input: AddMember) ->
     work.tx().upsert_member(user.id, input.role).await?;
     let member = work.tx().get_member(user.id).await?;
     work.record(Record {
-        action: "user.add",
+        action: AuditAction::UserAdd,
         entity_type: "user",
         entity_id: user.id.to_string(),
         before: None,
@@ -628,7 +628,7 @@ pub async fn update_member(
     work.tx().upsert_member(user, input.role).await?;
     let after = work.tx().get_member(user).await?;
     work.record(Record {
-        action: "user.update",
+        action: AuditAction::UserUpdate,
         entity_type: "user",
         entity_id: user.to_string(),
         before: snapshot(&before),
@@ -655,7 +655,7 @@ pub async fn remove_member(store: &dyn Store, caller: &Caller, user: UserId) -> 
     }
     work.tx().delete_member(user).await?;
     work.record(Record {
-        action: "user.remove",
+        action: AuditAction::UserRemove,
         entity_type: "user",
         entity_id: user.to_string(),
         before: snapshot(&before),
@@ -735,7 +735,7 @@ pub async fn create_key(
         })
         .await?;
     work.record(Record {
-        action: "api_key.create",
+        action: AuditAction::ApiKeyCreate,
         entity_type: "api_key",
         entity_id: key.id.to_string(),
         before: None,
@@ -759,7 +759,7 @@ pub async fn revoke_key(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> Api
         .await
         .map_err(|e| ApiError::from_store("API key", e))?;
     work.record(Record {
-        action: "api_key.revoke",
+        action: AuditAction::ApiKeyRevoke,
         entity_type: "api_key",
         entity_id: id.to_string(),
         before: None,

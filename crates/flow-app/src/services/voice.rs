@@ -10,8 +10,8 @@ use flow_outbound::{
 };
 use flow_store::Store;
 use flow_store::{
-    Contact, Conversation, ConversationId, EntityType, EventType, Lead, LeadStatus, NewEvent,
-    StoreError,
+    ActivityKind, AuditAction, Contact, Conversation, ConversationId, EntityType, EventType, Lead,
+    LeadStatus, NewEvent, StoreError,
 };
 use flow_voice::{reply, CommandName, Language, ParseContext, Parsed};
 use serde::{Deserialize, Serialize};
@@ -834,7 +834,7 @@ async fn count_meetings(
             caller,
             activities::ListActivities {
                 entity_id: None,
-                activity_type: Some("MEETING".into()),
+                activity_type: Some(ActivityKind::Meeting.to_string()),
                 limit: Some(100),
                 cursor: cursor.take(),
             },
@@ -891,7 +891,7 @@ async fn schedule_meeting(
         store,
         caller,
         CreateActivity {
-            activity_type: "MEETING".into(),
+            activity_type: ActivityKind::Meeting.to_string(),
             entity_type: EntityType::Lead,
             entity_id: lead.id.0,
             description: Some(format!("Meeting with {}", lead_name(&lead))),
@@ -915,7 +915,7 @@ async fn announce(
 ) -> ApiResult<()> {
     let mut work = Work::begin(store, caller).await?;
     work.record(Record {
-        action: "voice.execute",
+        action: AuditAction::VoiceExecute,
         entity_type: "voice_command",
         entity_id: command.name.as_str().to_owned(),
         before: None,

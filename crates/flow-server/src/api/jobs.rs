@@ -7,7 +7,7 @@ use axum::{
     Json,
 };
 use chrono::Utc;
-use flow_store::{Job, JobId, JobState, QueueCounts};
+use flow_store::{AuditAction, Job, JobId, JobState, QueueCounts};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -238,7 +238,7 @@ async fn retry_job(
     let job = dead_job(&mut work, queue.as_str(), id).await?;
     let job = work.tx().requeue_job(job.id, Utc::now()).await?;
     work.record(Record {
-        action: "job.requeue",
+        action: AuditAction::JobRequeue,
         entity_type: "job",
         entity_id: id.to_string(),
         before: Some(serde_json::json!({ "state": "dead" })),
@@ -266,7 +266,7 @@ async fn delete_job(
     dead_job(&mut work, queue.as_str(), id).await?;
     work.tx().delete_dead_job(id).await?;
     work.record(Record {
-        action: "job.delete",
+        action: AuditAction::JobDelete,
         entity_type: "job",
         entity_id: id.to_string(),
         before: Some(serde_json::json!({ "state": "dead" })),
