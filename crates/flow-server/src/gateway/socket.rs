@@ -231,6 +231,13 @@ const RESUME_GRACE: Duration = Duration::from_millis(250);
 /// The connection is over (closed, gone, or cut off): the writer stops.
 struct Stop;
 
+/// The event log could not be read: the writer stops (the client reconnects and resumes
+/// from the log), and the cause goes to the log, since the client only sees a close.
+fn store_failed(error: flow_store::StoreError) -> Stop {
+    tracing::warn!(%error, "socket writer stopped: the event log could not be read");
+    Stop
+}
+
 impl Writer {
     async fn run(mut self) {
         let _ = self.run_inner().await;
@@ -297,8 +304,14 @@ impl Writer {
                 },
                 _ = heartbeat.tick() => {
                     // A store error (the database restarting) is not a revocation.
-                    if let Ok(false) = flow_app::auth::credential_still_valid(&*self.state.store, &self.caller).await {
-                        return self.close(close_code::POLICY, "credential revoked").await;
+                    match flow_app::auth::credential_still_valid(&*self.state.store, &self.caller).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return self.close(close_code::POLICY, "credential revoked").await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "could not recheck a socket's credential");
+                        }
                     }
                     self.send_message(Message::Ping(Default::default())).await?;
                 }
@@ -312,8 +325,8 @@ impl Writer {
             .store
             .read(self.caller.tenant_id)
             .await
-            .map_err(|_| Stop)?;
-        tx.last_event_seq().await.map_err(|_| Stop)
+            .map_err(store_failed)?;
+        tx.last_event_seq().await.map_err(store_failed)
     }
 
     async fn handle(&mut self, control: Control) -> Result<(), Stop> {
@@ -392,8 +405,8 @@ impl Writer {
             .store
             .read(self.caller.tenant_id)
             .await
-            .map_err(|_| Stop)?;
-        let current = tx.last_event_seq().await.map_err(|_| Stop)?;
+            .map_err(store_failed)?;
+        let current = tx.last_event_seq().await.map_err(store_failed)?;
         if since < 0 || since > current {
             let reply = protocol::error(
                 "invalid_since",
@@ -405,7 +418,7 @@ impl Writer {
         let oldest = tx
             .oldest_event_seq()
             .await
-            .map_err(|_| Stop)?
+            .map_err(store_failed)?
             .unwrap_or(current + 1);
         drop(tx);
         if since + 1 < oldest {
@@ -427,10 +440,10 @@ impl Writer {
                     .store
                     .read(self.caller.tenant_id)
                     .await
-                    .map_err(|_| Stop)?;
+                    .map_err(store_failed)?;
                 tx.list_events(self.last_sent, REPLAY_BATCH)
                     .await
-                    .map_err(|_| Stop)?
+                    .map_err(store_failed)?
             };
             if batch.is_empty() {
                 // Pruned meanwhile or not yet visible: live delivery continues from here.

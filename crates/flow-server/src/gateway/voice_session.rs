@@ -137,8 +137,13 @@ impl Session {
                 }
                 _ = recheck.tick() => {
                     // A store error (the database restarting) is not a revocation.
-                    if let Ok(false) = flow_app::auth::credential_still_valid(&*self.state.store, &self.caller).await {
-                        return close(&mut socket, 1008, "credential revoked").await;
+                    match flow_app::auth::credential_still_valid(&*self.state.store, &self.caller).await {
+                        Ok(true) => {}
+                        Ok(false) => return close(&mut socket, 1008, "credential revoked").await,
+                        // A store error (the database restarting) is not a revocation.
+                        Err(error) => {
+                            tracing::warn!(%error, "could not recheck a voice socket's credential");
+                        }
                     }
                     continue;
                 }
