@@ -51,7 +51,7 @@ impl<'c> Work<'c> {
     }
 
     /// The caller this work is done for.
-    pub fn caller(&self) -> &Caller {
+    pub fn caller(&self) -> &'c Caller {
         self.caller
     }
 

@@ -4,10 +4,7 @@ use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use flow_app::services::{
-    tenants::{self, KeySpec},
-    users,
-};
+use flow_app::services::{keys::KeySpec, tenants, users};
 use flow_server::{
     config::{Config, LogFormat, Overrides},
     open_store, shutdown_signal, telemetry, Server,
@@ -370,9 +367,14 @@ async fn key(config: Config, command: KeyCommand) -> anyhow::Result<()> {
                 allowed_apps: apps,
                 rate_limit_per_minute: rate_limit.unwrap_or(config.default_rate_limit_per_minute),
             };
-            let created = tenants::create_key(&*store, &tenant, &spec, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let created = flow_app::services::keys::create(
+                &*store,
+                &flow_app::auth::Caller::system(tenant.id),
+                &spec,
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("key id:  {}", created.key.id);
             println!("api key: {}", created.secret);
             println!("Store the key now: it is not shown again.");
@@ -396,9 +398,13 @@ async fn key(config: Config, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Revoke { tenant, id } => {
             let tenant = find(tenant).await?;
             let id = id.parse().context("key id must be a UUID")?;
-            tenants::revoke_key(&*store, &tenant, id)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            flow_app::services::keys::revoke(
+                &*store,
+                &flow_app::auth::Caller::system(tenant.id),
+                id,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("revoked {id}");
         }
     }

@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod contacts;
 pub mod deals;
+pub mod keys;
 pub mod leads;
 pub mod security;
 pub mod tenants;

@@ -1,65 +1,17 @@
 //! Provisioning: tenants, their API keys, and the demo tenants.
 
-use flow_store::{
-    ApiKey, ApiKeyId, AuditAction, EventType, NewApiKey, NewEvent, Store, StoreError, Tenant,
-};
+use flow_store::{AuditAction, EventType, NewEvent, Store, StoreError, Tenant};
 use serde_json::json;
 
-use super::{snapshot, Record, Work};
+use super::{
+    keys::{self, CreatedKey, KeySpec},
+    snapshot, Record, Work,
+};
 use crate::{
-    auth::{generate_key, hash_key, key_prefix, valid_app_name, valid_grant, Caller},
+    auth::{hash_key, Caller},
     error::{ApiError, ApiResult, ErrorCode},
     validate,
 };
-
-/// What a new key may do.
-#[derive(Clone, Debug)]
-pub struct KeySpec {
-    pub name: String,
-    pub permissions: Vec<String>,
-    pub allowed_apps: Vec<String>,
-    pub rate_limit_per_minute: u32,
-}
-
-impl KeySpec {
-    /// A key that may do everything from any app.
-    pub fn admin(name: &str, rate_limit_per_minute: u32) -> Self {
-        Self {
-            name: name.into(),
-            permissions: vec!["*".into()],
-            allowed_apps: vec!["*".into()],
-            rate_limit_per_minute,
-        }
-    }
-
-    fn validate(&self) -> ApiResult<()> {
-        validate::name("name", &self.name, 100)?;
-        if let Some(bad) = self.permissions.iter().find(|p| !valid_grant(p)) {
-            return Err(ApiError::validation(format!(
-                "permission {bad:?} is not of the form operation:resource, operation:* or *"
-            )));
-        }
-        if let Some(bad) = self
-            .allowed_apps
-            .iter()
-            .find(|a| *a != "*" && !valid_app_name(a))
-        {
-            return Err(ApiError::validation(format!(
-                "app name {bad:?} is not valid"
-            )));
-        }
-        if self.rate_limit_per_minute == 0 {
-            return Err(ApiError::validation("rate limit must be positive"));
-        }
-        Ok(())
-    }
-}
-
-/// A key as created: the stored record and the secret, which is never shown again.
-pub struct CreatedKey {
-    pub key: ApiKey,
-    pub secret: String,
-}
 
 /// Turns a display name into a slug: `Acme Corp` -> `acme-corp`.
 pub fn slugify(name: &str) -> String {
@@ -90,7 +42,7 @@ pub async fn create_tenant(
     let caller = Caller::system(tenant.id);
     let mut work = Work::begin(store, &caller).await?;
     record_tenant_created(&mut work, &tenant).await?;
-    let key = insert_key(&mut work, &KeySpec::admin("admin", rate_limit), None).await?;
+    let key = keys::create_in(&mut work, &KeySpec::admin("admin", rate_limit), None).await?;
     work.commit().await?;
     Ok((tenant, key))
 }
@@ -109,78 +61,6 @@ async fn record_tenant_created(work: &mut Work<'_>, tenant: &Tenant) -> ApiResul
         )),
     })
     .await
-}
-
-/// Creates a key for `tenant`. `secret` is only for the fixed demo keys; normally one
-/// is generated.
-pub async fn create_key(
-    store: &dyn Store,
-    tenant: &Tenant,
-    spec: &KeySpec,
-    secret: Option<&str>,
-) -> ApiResult<CreatedKey> {
-    let caller = Caller::system(tenant.id);
-    let mut work = Work::begin(store, &caller).await?;
-    let key = insert_key(&mut work, spec, secret).await?;
-    work.commit().await?;
-    Ok(key)
-}
-
-async fn insert_key(
-    work: &mut Work<'_>,
-    spec: &KeySpec,
-    secret: Option<&str>,
-) -> ApiResult<CreatedKey> {
-    spec.validate()?;
-    let (secret, prefix, hash) = match secret {
-        Some(fixed) => (fixed.to_owned(), key_prefix(fixed), hash_key(fixed)),
-        None => {
-            let generated = generate_key();
-            (generated.secret, generated.prefix, generated.hash)
-        }
-    };
-    let key = work
-        .tx()
-        .insert_api_key(&NewApiKey {
-            name: spec.name.clone(),
-            prefix,
-            key_hash: hash,
-            permissions: spec.permissions.clone(),
-            allowed_apps: spec.allowed_apps.clone(),
-            rate_limit_per_minute: spec.rate_limit_per_minute,
-        })
-        .await?;
-    work.record(Record {
-        action: AuditAction::ApiKeyCreate,
-        entity_type: "api_key",
-        entity_id: key.id.to_string(),
-        before: None,
-        after: snapshot(&key),
-        event: None,
-    })
-    .await?;
-    Ok(CreatedKey { key, secret })
-}
-
-/// Revokes one of `tenant`'s keys; 404 if the tenant has no such key.
-pub async fn revoke_key(store: &dyn Store, tenant: &Tenant, id: ApiKeyId) -> ApiResult<()> {
-    let caller = Caller::system(tenant.id);
-    let mut work = Work::begin(store, &caller).await?;
-    work.tx()
-        .revoke_api_key(id)
-        .await
-        .map_err(|e| ApiError::from_store("api key", e))?;
-    work.record(Record {
-        action: AuditAction::ApiKeyRevoke,
-        entity_type: "api_key",
-        entity_id: id.to_string(),
-        before: None,
-        after: Some(json!({ "active": false })),
-        event: None,
-    })
-    .await?;
-    work.commit().await?;
-    Ok(())
 }
 
 /// The fixed demo tenants and their well-known keys.
@@ -205,9 +85,9 @@ pub async fn ensure_demo(store: &dyn Store, rate_limit: u32) -> ApiResult<Vec<(T
             }
         };
         if store.find_api_key(&hash_key(secret)).await?.is_none() {
-            match create_key(
+            match keys::create(
                 store,
-                &tenant,
+                &Caller::system(tenant.id),
                 &KeySpec::admin("demo", rate_limit),
                 Some(secret),
             )

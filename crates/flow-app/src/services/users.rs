@@ -12,16 +12,18 @@ use argon2::{
 };
 use chrono::Duration;
 use flow_store::{
-    ActorKind, ApiKey, ApiKeyId, AuditAction, Member, Membership, NewApiKey, NewRefreshToken,
-    NewUser, RefreshTokenUse, Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
+    ActorKind, ApiKeyId, AuditAction, Member, Membership, NewRefreshToken, NewUser,
+    RefreshTokenUse, Role, Severity, Store, StoreError, Tenant, TenantId, User, UserId,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::{now, security, snapshot, Record, Work};
+use super::{
+    keys::{self, CreatedKey, KeySpec},
+    now, security, snapshot, Record, Work,
+};
 use crate::{
     auth::{self, role_permissions, Caller, Permissions},
     error::{ApiError, ApiResult, ErrorCode},
@@ -150,15 +152,6 @@ pub struct CreateKey {
     /// Apps that may present the key in `x-source-app`; default `["*"]`.
     pub allowed_apps: Option<Vec<String>>,
     pub rate_limit_per_minute: Option<u32>,
-}
-
-/// A new key: shown with its secret this once.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    pub key: ApiKey,
-    pub secret: String,
 }
 
 /// Body of `POST /auth/app-token`.
@@ -686,89 +679,20 @@ async fn keep_an_admin(work: &mut Work<'_>, leaving: UserId) -> ApiResult<()> {
     Ok(())
 }
 
-/// `GET /api-keys`.
-pub async fn list_keys(store: &dyn Store, caller: &Caller) -> ApiResult<Vec<ApiKey>> {
-    caller.require("admin", "keys")?;
-    Ok(super::read(store, caller).await?.list_api_keys().await?)
-}
-
-/// `POST /api-keys`: a new key of the caller's tenant.
+/// `POST /api-keys`: a new key of the caller's tenant, by the rules of [`keys`].
 pub async fn create_key(
     store: &dyn Store,
     caller: &Caller,
     default_rate_limit: u32,
     input: CreateKey,
 ) -> ApiResult<CreatedKey> {
-    caller.require("admin", "keys")?;
-    let name = validate::name("name", &input.name, 100)?;
-    if input.permissions.is_empty() || !input.permissions.iter().all(|g| auth::valid_grant(g)) {
-        return Err(ApiError::validation(
-            "permissions must be a non-empty list of '*' or operation:resource grants",
-        ));
-    }
-    let allowed_apps = input.allowed_apps.unwrap_or_else(|| vec!["*".into()]);
-    if allowed_apps.is_empty()
-        || !allowed_apps
-            .iter()
-            .all(|a| a == "*" || auth::valid_app_name(a))
-    {
-        return Err(ApiError::validation(
-            "allowedApps must be a non-empty list of app names or '*'",
-        ));
-    }
-    let rate_limit = input.rate_limit_per_minute.unwrap_or(default_rate_limit);
-    if !(1..=1_000_000).contains(&rate_limit) {
-        return Err(ApiError::validation("rateLimitPerMinute must be 1-1000000"));
-    }
-    require_covered(caller, &input.permissions)?;
-    let generated = auth::generate_key();
-    let mut work = Work::begin(store, caller).await?;
-    let key = work
-        .tx()
-        .insert_api_key(&NewApiKey {
-            name,
-            prefix: generated.prefix,
-            key_hash: generated.hash,
-            permissions: input.permissions,
-            allowed_apps,
-            rate_limit_per_minute: rate_limit,
-        })
-        .await?;
-    work.record(Record {
-        action: AuditAction::ApiKeyCreate,
-        entity_type: "api_key",
-        entity_id: key.id.to_string(),
-        before: None,
-        after: snapshot(&key),
-        event: None,
-    })
-    .await?;
-    work.commit().await?;
-    Ok(CreatedKey {
-        key,
-        secret: generated.secret,
-    })
-}
-
-/// `DELETE /api-keys/{id}`: revokes a key of the caller's tenant.
-pub async fn revoke_key(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> ApiResult<()> {
-    caller.require("admin", "keys")?;
-    let mut work = Work::begin(store, caller).await?;
-    work.tx()
-        .revoke_api_key(id)
-        .await
-        .map_err(|e| ApiError::from_store("API key", e))?;
-    work.record(Record {
-        action: AuditAction::ApiKeyRevoke,
-        entity_type: "api_key",
-        entity_id: id.to_string(),
-        before: None,
-        after: Some(json!({ "active": false })),
-        event: None,
-    })
-    .await?;
-    work.commit().await?;
-    Ok(())
+    let spec = KeySpec {
+        name: input.name,
+        permissions: input.permissions,
+        allowed_apps: input.allowed_apps.unwrap_or_else(|| vec!["*".into()]),
+        rate_limit_per_minute: input.rate_limit_per_minute.unwrap_or(default_rate_limit),
+    };
+    keys::create(store, caller, &spec, None).await
 }
 
 /// `POST /auth/app-token`: the spec's cross-app token, minted by a key holder for one of

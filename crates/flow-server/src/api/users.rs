@@ -12,7 +12,10 @@ use crate::{
     extract::{ApiJson, ApiPath},
     state::AppState,
 };
-use flow_app::services::users::{self, AddMember, CreateKey, CreatedKey, UpdateMember};
+use flow_app::services::{
+    keys::{self, CreatedKey},
+    users::{self, AddMember, CreateKey, UpdateMember},
+};
 
 /// The member and key routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -87,7 +90,7 @@ async fn list_keys(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> HttpResult<Json<List<ApiKey>>> {
-    let data = users::list_keys(&*state.store, &caller).await?;
+    let data = keys::list(&*state.store, &caller).await?;
     Ok(Json(List { data }))
 }
 
@@ -112,6 +115,6 @@ async fn revoke_key(
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<ApiKeyId>,
 ) -> HttpResult<StatusCode> {
-    users::revoke_key(&*state.store, &caller, id).await?;
+    keys::revoke(&*state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,7 @@
 //! API keys: 401 for missing, unknown and inactive; 403 for permissions, apps and tenant
 //! mismatch; 429 with headers when the key's rate limit is spent.
 
-use flow_app::services::tenants::KeySpec;
+use flow_app::services::keys::KeySpec;
 use reqwest::Method;
 use serde_json::json;
 
@@ -36,9 +36,13 @@ async fn missing_unknown_and_revoked_keys_are_401() {
         tx.list_api_keys().await.unwrap()
     };
     let id = listed.iter().find(|k| k.name == "test").unwrap().id;
-    flow_app::services::tenants::revoke_key(&*app.store, &app.a.tenant, id)
-        .await
-        .unwrap();
+    flow_app::services::keys::revoke(
+        &*app.store,
+        &flow_app::auth::Caller::system(app.a.tenant.id),
+        id,
+    )
+    .await
+    .unwrap();
     app.get("/leads", &key)
         .await
         .expect_error(401, "inactive_api_key");

@@ -288,6 +288,27 @@ async fn tenant_and_key_commands_manage_access_of_a_running_server() {
         .unwrap();
     assert_eq!(write.status(), 403);
 
+    // The CLI makes keys by the same rules as POST /api-keys.
+    for bad in [
+        &["--rate-limit", "1000001"][..],
+        &["--rate-limit", "0"][..],
+        &["--permissions", ""][..],
+        &["--apps", "Not An App"][..],
+    ] {
+        let refused = flow_command(dir.path())
+            .args(["key", "create", "--tenant", "acme-corp"])
+            .args(bad)
+            .output()
+            .await
+            .unwrap();
+        assert!(!refused.status.success(), "{bad:?} was accepted");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("must be"),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+
     let listed = flow(dir.path(), &["key", "list", "--tenant", "acme-corp"]).await;
     assert!(listed.contains(&reader_id), "{listed}");
     assert!(

@@ -2,10 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use flow_app::services::{
-    tenants::{self, KeySpec},
-    users,
-};
+use flow_app::services::{keys::KeySpec, tenants, users};
 use flow_server::{config::Config, open_store, Server};
 use flow_store::{Role, Store, Tenant};
 use reqwest::{Method, StatusCode};
@@ -179,10 +176,15 @@ impl TestApp {
 
     /// Creates another key for tenant A.
     pub async fn key_for_a(&self, spec: KeySpec) -> String {
-        tenants::create_key(&*self.store, &self.a.tenant, &spec, None)
-            .await
-            .unwrap_or_else(|e| panic!("creating key: {}", e.message))
-            .secret
+        flow_app::services::keys::create(
+            &*self.store,
+            &flow_app::auth::Caller::system(self.a.tenant.id),
+            &spec,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating key: {}", e.message))
+        .secret
     }
 
     /// The id of the API key whose secret is `key`.

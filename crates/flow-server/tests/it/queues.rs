@@ -10,7 +10,7 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use flow_app::services::tenants::KeySpec;
+use flow_app::services::keys::KeySpec;
 use flow_jobs::{
     enqueue_in, Clock, Enqueue, ExecutionOutcome, JobError, JobMetrics, Processor, Processors,
     Queue, Worker,

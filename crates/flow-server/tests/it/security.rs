@@ -1,6 +1,6 @@
 //! The spec's testSecurityEventPropagation, through the API, and the incident lifecycle.
 
-use flow_app::services::tenants::KeySpec;
+use flow_app::services::keys::KeySpec;
 use serde_json::{json, Value};
 
 use crate::helpers::{send, spawn_app, TestApp};

@@ -460,7 +460,7 @@ async fn a_voice_session_streams_audio_in_and_speech_out_over_one_socket() {
 
     // Without execute:voice, or with a bad session id, no socket opens.
     let reader = app
-        .key_for_a(flow_app::services::tenants::KeySpec {
+        .key_for_a(flow_app::services::keys::KeySpec {
             name: "reader".into(),
             permissions: vec!["read:leads".into(), "read:events".into()],
             allowed_apps: vec!["*".into()],
@@ -551,7 +551,7 @@ async fn a_voice_session_closes_when_its_token_expires_or_its_key_is_revoked() {
     let (mut by_token, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
     let key = app
-        .key_for_a(flow_app::services::tenants::KeySpec {
+        .key_for_a(flow_app::services::keys::KeySpec {
             name: "speaker".into(),
             permissions: vec!["execute:voice".into(), "read:leads".into()],
             allowed_apps: vec!["*".into()],
@@ -566,9 +566,13 @@ async fn a_voice_session_closes_when_its_token_expires_or_its_key_is_revoked() {
         .insert("x-tenant-key", key.parse().unwrap());
     let (mut by_key, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let key_id = app.key_id(&key).await;
-    flow_app::services::tenants::revoke_key(&*app.store, &app.a.tenant, key_id)
-        .await
-        .unwrap();
+    flow_app::services::keys::revoke(
+        &*app.store,
+        &flow_app::auth::Caller::system(app.a.tenant.id),
+        key_id,
+    )
+    .await
+    .unwrap();
 
     let closed = close_frame(&mut by_key).await;
     assert_eq!(closed.code, CloseCode::Policy);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flow_app::services::tenants::KeySpec;
+use flow_app::services::keys::KeySpec;
 use flow_store::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -591,9 +591,13 @@ async fn a_key_holder_mints_a_cross_app_token_with_a_subset_of_its_rights() {
 
     // Revoking the key ends its tokens at once.
     let key_id = app.key_id(&key).await;
-    flow_app::services::tenants::revoke_key(&*app.store, &app.a.tenant, key_id)
-        .await
-        .unwrap();
+    flow_app::services::keys::revoke(
+        &*app.store,
+        &flow_app::auth::Caller::system(app.a.tenant.id),
+        key_id,
+    )
+    .await
+    .unwrap();
     app.bearer(Method::GET, "/leads", &token, None)
         .await
         .expect_error(401, "invalid_token");

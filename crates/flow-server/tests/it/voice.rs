@@ -1,7 +1,7 @@
 //! Voice commands over HTTP: Danish and English text, structured commands, dry runs,
 //! permissions, conversations and the VOICE_COMMAND_EXECUTED event.
 
-use flow_app::services::tenants::KeySpec;
+use flow_app::services::keys::KeySpec;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
