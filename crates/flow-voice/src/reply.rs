@@ -109,6 +109,25 @@ pub fn status_updated(lang: Language, name: &str, status: &str) -> String {
     )
 }
 
+/// Answer to `get_lead`: the lead's status.
+pub fn lead_status(lang: Language, name: &str, status: &str) -> String {
+    // Said of a named person, so the common gender ("ny"), not the neuter of "et lead".
+    let s = match (lang, Status::from_wire(status)) {
+        (Language::Da, Some(Status::New)) => "ny".to_owned(),
+        _ => status_word(lang, status, false),
+    };
+    pick(lang, format!("{name} er {s}."), format!("{name} is {s}."))
+}
+
+/// Answer to a command that would change something, run as a dry run.
+pub fn dry_run(lang: Language, command: &str) -> String {
+    pick(
+        lang,
+        format!("Testkørsel: {command} blev forstået, men ikke udført."),
+        format!("Dry run: understood {command}, nothing was changed."),
+    )
+}
+
 /// Answer to `assign_lead`; `assignee` "me" reads as the speaker.
 pub fn lead_assigned(lang: Language, name: &str, assignee: &str) -> String {
     if assignee == "me" {
@@ -333,6 +352,16 @@ mod tests {
         assert_eq!(
             status_updated(Language::Da, "Mette", "QUALIFIED"),
             "Mette er nu kvalificeret."
+        );
+        assert_eq!(lead_status(Language::Da, "Mette", "NEW"), "Mette er ny.");
+        assert_eq!(lead_status(Language::Da, "Mette", "LOST"), "Mette er tabt.");
+        assert_eq!(
+            lead_status(Language::En, "Mette", "CONTACTED"),
+            "Mette is contacted."
+        );
+        assert_eq!(
+            dry_run(Language::En, "create_lead"),
+            "Dry run: understood create_lead, nothing was changed."
         );
         assert_eq!(
             lead_assigned(Language::En, "John", "me"),
