@@ -3,7 +3,7 @@
 //! operator (`Caller::system`), who holds everything.
 
 use flow_store::{ApiKey, ApiKeyId, AuditAction, NewApiKey, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -161,6 +161,33 @@ pub async fn revoke(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> ApiResu
     .await?;
     work.commit().await?;
     Ok(())
+}
+
+/// Body of `POST /api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    pub permissions: Vec<String>,
+    /// Apps that may present the key in `x-source-app`; default `["*"]`.
+    pub allowed_apps: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// `POST /api-keys`: a new key of the caller's tenant, with the request's defaults.
+pub async fn create_from_request(
+    store: &dyn Store,
+    caller: &Caller,
+    default_rate_limit: u32,
+    input: CreateKey,
+) -> ApiResult<CreatedKey> {
+    let spec = KeySpec {
+        name: input.name,
+        permissions: input.permissions,
+        allowed_apps: input.allowed_apps.unwrap_or_else(|| vec!["*".into()]),
+        rate_limit_per_minute: input.rate_limit_per_minute.unwrap_or(default_rate_limit),
+    };
+    create(store, caller, &spec, None).await
 }
 
 #[cfg(test)]

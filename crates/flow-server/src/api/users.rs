@@ -13,8 +13,9 @@ use crate::{
     state::AppState,
 };
 use flow_app::services::{
+    keys::CreateKey,
     keys::{self, CreatedKey},
-    users::{self, AddMember, CreateKey, UpdateMember},
+    users::{self, AddMember, UpdateMember},
 };
 
 /// The member and key routes.
@@ -103,7 +104,7 @@ async fn create_key(
     ApiJson(input): ApiJson<CreateKey>,
 ) -> HttpResult<(StatusCode, Json<CreatedKey>)> {
     let limit = state.config.default_rate_limit_per_minute;
-    let created = users::create_key(&*state.store, &caller, limit, input).await?;
+    let created = keys::create_from_request(&*state.store, &caller, limit, input).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
