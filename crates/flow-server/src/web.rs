@@ -7,7 +7,6 @@ use axum::{
     routing::get,
     Router,
 };
-
 use tower_http::compression::CompressionLayer;
 
 use crate::state::AppState;

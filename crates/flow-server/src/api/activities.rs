@@ -1,6 +1,10 @@
 //! `/activities`.
 
 use axum::{extract::State, http::StatusCode, Json};
+use flow_app::services::{
+    activities::{self, CreateActivity, ListActivities},
+    Page,
+};
 use flow_store::Activity;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -9,10 +13,6 @@ use crate::{
     error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiQuery},
     state::AppState,
-};
-use flow_app::services::{
-    activities::{self, CreateActivity, ListActivities},
-    Page,
 };
 
 /// The activity routes.

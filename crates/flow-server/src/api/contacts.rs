@@ -1,18 +1,22 @@
 //! `/contacts`.
 
 use axum::{extract::State, http::StatusCode, Json};
+use flow_app::{
+    processors,
+    services::{
+        contacts::{self, ContactInput, ListContacts, MergeContacts, MergeResult, UpdateContact},
+        Page,
+    },
+};
 use flow_store::{Contact, ContactId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::jobs::Accepted;
 use crate::{
     auth::Authenticated,
     error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
     state::AppState,
-};
-use flow_app::services::{
-    contacts::{self, ContactInput, ListContacts, MergeContacts, MergeResult, UpdateContact},
-    Page,
 };
 
 /// The contact routes.
@@ -22,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_contact, update_contact))
         .routes(routes!(sync_contact))
         .routes(routes!(merge_contacts))
+        .routes(routes!(email_sync))
 }
 
 /// Create a contact; 409 `contact_email_exists` if the email is taken.
@@ -102,4 +107,20 @@ async fn merge_contacts(
     Ok(Json(
         contacts::merge(&*state.store, &caller, id, input).await?,
     ))
+}
+
+/// Sync a batch of email headers (the Inbox AI's call): senders become contacts (upserted by
+/// address) and each email an EMAIL activity. Answers 202 with the job.
+#[utoipa::path(post, path = "/contacts/email-sync", tag = "contacts", request_body = processors::email_sync::EmailSyncRequest,
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn email_sync(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<
+        processors::email_sync::EmailSyncRequest,
+    >,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
+    let job =
+        processors::email_sync::start(&*state.store, &state.work_signal, &caller, request).await?;
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }

@@ -1,6 +1,10 @@
 //! `/deals`.
 
 use axum::{extract::State, http::StatusCode, Json};
+use flow_app::services::{
+    deals::{self, CreateDeal, ListDeals, UpdateDeal},
+    Page,
+};
 use flow_store::{Deal, DealId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -9,10 +13,6 @@ use crate::{
     error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
     state::AppState,
-};
-use flow_app::services::{
-    deals::{self, CreateDeal, ListDeals, UpdateDeal},
-    Page,
 };
 
 /// The deal routes.

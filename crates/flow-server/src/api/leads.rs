@@ -1,18 +1,27 @@
 //! `/leads`.
 
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request, State},
+    http::{header, StatusCode},
+    Json,
+};
+use flow_app::{
+    processors::import,
+    services::{
+        leads::{self, AssignLead, ChangeStatus, CreateLead, ListLeads, UpdateLead},
+        Page,
+    },
+};
 use flow_store::{Lead, LeadId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::jobs::Accepted;
 use crate::{
     auth::Authenticated,
-    error::{ErrorBody, HttpResult},
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
     state::AppState,
-};
-use flow_app::services::{
-    leads::{self, AssignLead, ChangeStatus, CreateLead, ListLeads, UpdateLead},
-    Page,
 };
 
 /// The lead routes.
@@ -22,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_lead, update_lead, delete_lead))
         .routes(routes!(change_status))
         .routes(routes!(assign_lead))
+        .routes(routes!(import_leads))
 }
 
 /// Create a lead; finds or creates its contact by email and logs a LEAD_CREATED activity.
@@ -111,4 +121,66 @@ async fn assign_lead(
     Ok(Json(
         leads::assign(&*state.store, &caller, id, input).await?,
     ))
+}
+
+/// An uploaded import file and its format, from `Content-Type`.
+struct ImportFile {
+    format: import::ImportFormat,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ImportFile {
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let format = match content_type.as_str() {
+            "text/csv" => import::ImportFormat::Csv,
+            "application/x-ndjson" => import::ImportFormat::Ndjson,
+            _ => {
+                return Err(HttpError::new(ErrorCode::UnsupportedMediaType, "send text/csv (header firstName,lastName,email,phone,company,source) or application/x-ndjson",
+                ))
+            }
+        };
+        let body = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                HttpError::new(ErrorCode::PayloadTooLarge, "the file is too large")
+            } else {
+                HttpError::new(ErrorCode::InvalidBody, e.body_text())
+            }
+        })?;
+        Ok(Self { format, body })
+    }
+}
+
+/// Import leads from CSV (`text/csv`, header `firstName,lastName,email,phone,company,source`)
+/// or NDJSON (`application/x-ndjson`). Answers 202 with a job; rows are created in batches,
+/// with progress and per-row errors in `GET /jobs/{id}`. The same file again is the same job,
+/// and rows whose email already has a lead are skipped.
+#[utoipa::path(post, path = "/leads/import", tag = "leads",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn import_leads(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    file: ImportFile,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
+    let job = import::start(
+        &*state.store,
+        &state.work_signal,
+        &caller,
+        file.format,
+        &file.body,
+    )
+    .await?;
+    Ok(Accepted::response(&job, format!("/jobs/{}", job.id)))
 }

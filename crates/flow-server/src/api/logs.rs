@@ -1,6 +1,8 @@
 //! `/events/log` and `/audit`: the tenant's event log and audit trail.
 
 use axum::{extract::State, Json};
+use flow_app::services::{decode_cursor, read, Page};
+use flow_app::validate;
 use flow_store::{AuditEntry, AuditFilter, AuditId, LoggedEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,8 +14,6 @@ use crate::{
     extract::ApiQuery,
     state::AppState,
 };
-use flow_app::services::{decode_cursor, read, Page};
-use flow_app::validate;
 
 /// The log routes.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -2,6 +2,9 @@
 //! and adds the cross-cutting layers.
 
 mod activities;
+mod analytics;
+mod backups;
+mod chat;
 mod contacts;
 mod deals;
 mod jobs;
@@ -98,6 +101,9 @@ fn build_routers() -> Routers {
         .merge(deals::router())
         .merge(logs::router())
         .merge(jobs::router())
+        .merge(backups::router())
+        .merge(analytics::router())
+        .merge(chat::router())
         .merge(security::router())
         .merge(voice::router())
         .merge(gateway::token_router())

@@ -8,12 +8,11 @@ use axum::{
     response::IntoResponse,
     Json,
 };
+use flow_app::auth::Caller;
 use flow_store::TenantId;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-
-use flow_app::auth::Caller;
 
 use crate::{
     auth,

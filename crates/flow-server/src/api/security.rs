@@ -1,17 +1,22 @@
 //! `/compliance/report`, `/incidents` and `/metrics/security`.
 
 use axum::{extract::State, http::StatusCode, Json};
-use flow_store::{Incident, IncidentId};
+use flow_app::{
+    processors,
+    services::{
+        read,
+        security::{self, ListIncidents, ReportIncident, SecurityMetrics, UpdateIncident},
+    },
+};
+use flow_store::{Incident, IncidentId, Job, JobId};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::jobs::Accepted;
 use crate::{
     auth::Authenticated,
-    error::{ErrorBody, HttpResult},
+    error::{ErrorBody, HttpError, HttpResult},
     extract::{ApiJson, ApiPath, ApiQuery},
     state::AppState,
-};
-use flow_app::services::security::{
-    self, ListIncidents, ReportIncident, SecurityMetrics, UpdateIncident,
 };
 
 /// The security routes.
@@ -21,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_incidents))
         .routes(routes!(get_incident, update_incident))
         .routes(routes!(security_metrics))
+        .routes(routes!(start_compliance_check))
+        .routes(routes!(get_compliance_check))
 }
 
 /// Report a security incident (the Secure Platform's call): stored, logged as a
@@ -83,4 +90,40 @@ async fn security_metrics(
     Authenticated(caller): Authenticated,
 ) -> HttpResult<Json<SecurityMetrics>> {
     Ok(Json(security::metrics(&*state.store, &caller).await?))
+}
+
+/// Start a compliance check of this tenant (keys unused for 90 days, contacts without
+/// consent or source, open leads untouched for 30 days). Answers 202; the report is the
+/// job's result, also at `GET /compliance/checks/{id}`.
+#[utoipa::path(post, path = "/compliance/checks", tag = "security",
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody)))]
+async fn start_compliance_check(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> HttpResult<(StatusCode, Json<Accepted>)> {
+    let job = processors::compliance::start(&*state.store, &state.work_signal, &caller).await?;
+    Ok(Accepted::response(
+        &job,
+        format!("/compliance/checks/{}", job.id),
+    ))
+}
+
+/// A compliance check: its state and, once done, its report.
+#[utoipa::path(get, path = "/compliance/checks/{id}", tag = "security", params(("id" = JobId, Path)),
+    responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
+async fn get_compliance_check(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(id): ApiPath<JobId>,
+) -> HttpResult<Json<Job>> {
+    caller.require("read", "compliance")?;
+    let job = read(&*state.store, &caller)
+        .await?
+        .get_job(id)
+        .await
+        .map_err(|e| flow_app::ApiError::from_store("compliance check", e))?;
+    if job.queue != "compliance-checks" {
+        return Err(HttpError::not_found("compliance check"));
+    }
+    Ok(Json(job))
 }

@@ -1,6 +1,9 @@
 //! Sign-in and sessions: `/auth/*` (public) and `/users/profile`, `/auth/app-token`.
 
 use axum::{extract::State, http::StatusCode, Json};
+use flow_app::services::users::{
+    self, AppToken, Login, Logout, MintAppToken, Profile, Refresh, Session,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
@@ -8,9 +11,6 @@ use crate::{
     error::{ErrorBody, HttpResult},
     extract::ApiJson,
     state::AppState,
-};
-use flow_app::services::users::{
-    self, AppToken, Login, Logout, MintAppToken, Profile, Refresh, Session,
 };
 
 /// Routes that need no credentials: they hand them out.

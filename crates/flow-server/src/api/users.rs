@@ -1,6 +1,11 @@
 //! A tenant's admin pages: members (`/users`) and API keys (`/api-keys`).
 
 use axum::{extract::State, http::StatusCode, Json};
+use flow_app::services::{
+    keys::CreateKey,
+    keys::{self, CreatedKey},
+    users::{self, AddMember, UpdateMember},
+};
 use flow_store::{ApiKey, ApiKeyId, Member, UserId};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -11,11 +16,6 @@ use crate::{
     error::{ErrorBody, HttpResult},
     extract::{ApiJson, ApiPath},
     state::AppState,
-};
-use flow_app::services::{
-    keys::CreateKey,
-    keys::{self, CreatedKey},
-    users::{self, AddMember, UpdateMember},
 };
 
 /// The member and key routes.

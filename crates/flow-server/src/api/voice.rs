@@ -7,6 +7,11 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use flow_app::services::{
+    voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
+    Page,
+};
+use flow_outbound::speech;
 use flow_store::{Conversation, ConversationId};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,11 +24,6 @@ use crate::{
     extract::{ApiJson, ApiPath, ApiQuery},
     state::AppState,
 };
-use flow_app::services::{
-    voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest},
-    Page,
-};
-use flow_outbound::speech;
 
 /// Audio commands are larger than JSON ones: 30 s of 48 kHz WAV is ~2.8 MB.
 const MAX_AUDIO_BYTES: usize = 8 * 1024 * 1024;

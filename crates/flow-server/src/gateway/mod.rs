@@ -19,11 +19,10 @@ use axum::{
     Json,
 };
 use chrono::{DateTime, Utc};
+use flow_app::{auth::Caller, credentials::Credential, jwt, socket_token};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-
-use flow_app::{auth::Caller, credentials::Credential, jwt, socket_token};
 
 use crate::{
     auth::{self, Authenticated},

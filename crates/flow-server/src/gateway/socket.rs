@@ -5,6 +5,8 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
+use flow_app::auth::Caller;
+use flow_app::services::voice;
 use flow_store::{EventType, LoggedEvent};
 use futures_util::{
     stream::{SplitSink, SplitStream},
@@ -14,8 +16,6 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{hub::EventFrame, protocol, protocol::ClientMessage};
 use crate::state::AppState;
-use flow_app::auth::Caller;
-use flow_app::services::voice;
 
 /// Frames replayed from the log per read while catching up.
 const REPLAY_BATCH: u32 = 500;

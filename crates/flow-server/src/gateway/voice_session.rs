@@ -14,6 +14,9 @@ use axum::{
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use flow_app::auth::Caller;
+use flow_app::services::voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest};
+use flow_outbound::speech;
 use flow_store::ConversationId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,9 +27,6 @@ use crate::{
     extract::ApiPath,
     state::AppState,
 };
-use flow_app::auth::Caller;
-use flow_app::services::voice::{self, AudioQuery, Mode, VoiceAnswer, VoiceRequest};
-use flow_outbound::speech;
 
 /// Audio one utterance may stream in (30 s of 48 kHz WAV is ~2.8 MB).
 const MAX_UTTERANCE_BYTES: usize = 8 * 1024 * 1024;
