@@ -122,33 +122,22 @@ impl Credentials {
             // constant time anyway so no future lookup path can leak a prefix match.
             .filter(|found| bool::from(found.key_hash.ct_eq(&hash)))
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "API key is not valid"))?;
-        if !found.key.active {
-            return Err(ApiError::new(
-                ErrorCode::InactiveApiKey,
-                "API key has been revoked",
-            ));
-        }
-        if !found.tenant_active {
-            return Err(ApiError::new(
-                ErrorCode::InactiveTenant,
-                "tenant is not active",
-            ));
-        }
+        let key = checked_key(found)?;
         let source_app = source_app(presented)?.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned());
-        require_app_allowed(&found.key.allowed_apps, &source_app)?;
-        check_claimed_tenant(presented, found.key.tenant_id)?;
+        require_app_allowed(&key.allowed_apps, &source_app)?;
+        check_claimed_tenant(presented, key.tenant_id)?;
         Ok(ResolvedCaller {
-            rate_limit: found.key.rate_limit_per_minute,
-            rate_subject: found.key.id.0,
-            key_id: Some(found.key.id),
+            rate_limit: key.rate_limit_per_minute,
+            rate_subject: key.id.0,
+            key_id: Some(key.id),
             expires_at: None,
             caller: Caller {
-                tenant_id: found.key.tenant_id,
+                tenant_id: key.tenant_id,
                 actor: Actor {
                     kind: ActorKind::ApiKey,
-                    id: found.key.id.to_string(),
+                    id: key.id.to_string(),
                 },
-                permissions: Permissions::new(found.key.permissions),
+                permissions: Permissions::new(key.permissions),
                 source_app,
                 request_id: presented.request_id.clone(),
             },

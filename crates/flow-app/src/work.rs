@@ -4,12 +4,13 @@
 //! A write runs in one [`Work`]: its rows, its audit entry and its event commit together
 //! or not at all.
 
-use chrono::{DateTime, Utc};
 use flow_store::{AuditAction, LoggedEvent, NewAuditEntry, NewEvent, Store, TenantRead, TenantTx};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+pub use flow_store::now;
 
 use crate::{
     auth::Caller,
@@ -95,11 +96,6 @@ pub async fn read(store: &dyn Store, caller: &Caller) -> ApiResult<Box<dyn Tenan
 /// Serialises a row for the audit trail.
 pub fn snapshot<T: Serialize>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
-}
-
-/// The current time at the precision the stores keep (microseconds).
-pub fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now is in range")
 }
 
 /// One page of a list, newest first, and where the next one starts.

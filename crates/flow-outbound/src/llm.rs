@@ -54,21 +54,27 @@ impl LlmClient {
         })
     }
 
-    /// One chat completion: the system prompt and the user's message in, the reply out.
-    pub async fn complete(&self, system: &str, message: &str) -> Result<Completion, OutboundError> {
-        let mut request = self
+    /// A `POST /chat/completions` with `body`, signed with the API key when there is one.
+    fn chat_request(&self, body: Value) -> reqwest::RequestBuilder {
+        let request = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
-            .json(&json!({
-                "model": self.model,
-                "messages": [
-                    { "role": "system", "content": system },
-                    { "role": "user", "content": message },
-                ],
-            }));
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+            .json(&body);
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
         }
+    }
+
+    /// One chat completion: the system prompt and the user's message in, the reply out.
+    pub async fn complete(&self, system: &str, message: &str) -> Result<Completion, OutboundError> {
+        let request = self.chat_request(json!({
+            "model": self.model,
+            "messages": [
+                { "role": "system", "content": system },
+                { "role": "user", "content": message },
+            ],
+        }));
         let response = request
             .send()
             .await
@@ -114,21 +120,15 @@ impl LlmClient {
         message: &str,
         tools: &Value,
     ) -> Result<Option<(String, Value)>, OutboundError> {
-        let mut request = self
-            .http
-            .post(format!("{}/chat/completions", self.base_url))
-            .json(&json!({
-                "model": self.model,
-                "messages": [
-                    { "role": "system", "content": system },
-                    { "role": "user", "content": message },
-                ],
-                "tools": tools,
-                "tool_choice": "auto",
-            }));
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
+        let request = self.chat_request(json!({
+            "model": self.model,
+            "messages": [
+                { "role": "system", "content": system },
+                { "role": "user", "content": message },
+            ],
+            "tools": tools,
+            "tool_choice": "auto",
+        }));
         let response = request.send().await.map_err(|e| {
             OutboundError::Retryable(format!("chat API unreachable: {}", e.without_url()))
         })?;

@@ -122,7 +122,7 @@ async fn get_compliance_check(
         .get_job(id)
         .await
         .map_err(|e| flow_app::ApiError::from_store("compliance check", e))?;
-    if job.queue != "compliance-checks" {
+    if job.queue != flow_jobs::Queue::ComplianceChecks.as_str() {
         return Err(HttpError::not_found("compliance check"));
     }
     Ok(Json(job))
