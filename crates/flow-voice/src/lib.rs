@@ -48,7 +48,6 @@ mod schema;
 mod token;
 mod tokens;
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset};
@@ -118,78 +117,30 @@ impl ParseContext {
     }
 }
 
-/// The commands the voice agent understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandName {
-    /// List leads, optionally filtered.
-    GetLeads,
-    /// Show one lead by name or email.
-    GetLead,
-    /// Create a lead.
-    CreateLead,
-    /// Change a lead's status.
-    UpdateLeadStatus,
-    /// Give a lead to a colleague.
-    AssignLead,
-    /// Search contacts by name, company or email.
-    SearchContacts,
-    /// Record a call, note, email or meeting.
-    LogActivity,
-    /// Book a meeting.
-    ScheduleMeeting,
-    /// Counts and overviews.
-    GetSummary,
-    /// What the agent can do.
-    Help,
-}
-
-impl CommandName {
-    /// Every command, in the order they are documented.
-    pub const ALL: [CommandName; 10] = [
-        CommandName::GetLeads,
-        CommandName::GetLead,
-        CommandName::CreateLead,
-        CommandName::UpdateLeadStatus,
-        CommandName::AssignLead,
-        CommandName::SearchContacts,
-        CommandName::LogActivity,
-        CommandName::ScheduleMeeting,
-        CommandName::GetSummary,
-        CommandName::Help,
-    ];
-
-    /// The snake_case wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandName::GetLeads => "get_leads",
-            CommandName::GetLead => "get_lead",
-            CommandName::CreateLead => "create_lead",
-            CommandName::UpdateLeadStatus => "update_lead_status",
-            CommandName::AssignLead => "assign_lead",
-            CommandName::SearchContacts => "search_contacts",
-            CommandName::LogActivity => "log_activity",
-            CommandName::ScheduleMeeting => "schedule_meeting",
-            CommandName::GetSummary => "get_summary",
-            CommandName::Help => "help",
-        }
-    }
-}
-
-impl fmt::Display for CommandName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for CommandName {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CommandName::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown command: {s}"))
+flow_vocab::string_enum! {
+    /// The commands the voice agent understands, in the order they are documented.
+    #[derive(Hash)]
+    pub enum CommandName {
+        /// List leads, optionally filtered.
+        GetLeads = "get_leads",
+        /// Show one lead by name or email.
+        GetLead = "get_lead",
+        /// Create a lead.
+        CreateLead = "create_lead",
+        /// Change a lead's status.
+        UpdateLeadStatus = "update_lead_status",
+        /// Give a lead to a colleague.
+        AssignLead = "assign_lead",
+        /// Search contacts by name, company or email.
+        SearchContacts = "search_contacts",
+        /// Record a call, note, email or meeting.
+        LogActivity = "log_activity",
+        /// Book a meeting.
+        ScheduleMeeting = "schedule_meeting",
+        /// Counts and overviews.
+        GetSummary = "get_summary",
+        /// What the agent can do.
+        Help = "help",
     }
 }
 

@@ -163,7 +163,9 @@ pub struct ValidatedCommand {
 
 /// Check a structured command against the schema in the crate docs.
 pub fn validate(command: &str, parameters: &Value) -> Result<ValidatedCommand, String> {
-    let command: CommandName = command.parse()?;
+    let command: CommandName = command
+        .parse()
+        .map_err(|_| format!("unknown command: {command}"))?;
     let spec = spec(command);
     let given = match parameters {
         Value::Null => Map::new(),
@@ -246,9 +248,9 @@ fn json_type(kind: Kind) -> Value {
 /// OpenAI function-calling `tools` array for every command.
 pub fn function_schema() -> Value {
     let tools: Vec<Value> = CommandName::ALL
-        .into_iter()
+        .iter()
         .map(|command| {
-            let spec = spec(command);
+            let spec = spec(*command);
             let mut properties = Map::new();
             for name in spec.allowed {
                 if let Some((kind, description)) = param(name) {
