@@ -138,7 +138,7 @@ async function startServer(kind) {
     const slug = /^tenant:\s+(\S+)/m.exec(tenantOut)?.[1];
     if (!slug) throw new Error(`no tenant slug in: ${tenantOut}`);
     // Every new WebSocket counts against the key's per-minute limit: make it huge.
-    const keyOut = cli('key', 'create', '--tenant', slug, '--name', 'bench', '--rate-limit', '100000000');
+    const keyOut = cli('key', 'create', '--tenant', slug, '--name', 'bench', '--rate-limit', '1000000');
     key = /^api key:\s+(flow_sk_\S+)/m.exec(keyOut)?.[1];
     if (!key) throw new Error(`no api key in: ${keyOut}`);
     proc = track(spawn(S.flowBin, ['--data-dir', data, 'serve', '--host', '127.0.0.1', '--port', '0'], { env: flowEnv, stdio: ['ignore', 'pipe', 'pipe'] }));

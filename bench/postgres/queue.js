@@ -207,7 +207,7 @@ async function runFlow(setting) {
     execFileSync(S.flowBin, ['migrate'], { env: { ...flowEnv(null, db), DATABASE_URL: urlFor('flow_owner', db) }, timeout: 60000, stdio: ['ignore', 'pipe', 'pipe'] });
     const cli = (...a) => execFileSync(S.flowBin, a, { env: flowEnv(null, db), timeout: 30000, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
     const slug = (/^tenant:\s+(\S+)/m.exec(cli('tenant', 'create', 'Bench')) || [])[1];
-    const key = (/^api key:\s+(flow_sk_\S+)/m.exec(cli('key', 'create', '--tenant', slug, '--name', 'bench', '--rate-limit', '100000000')) || [])[1];
+    const key = (/^api key:\s+(flow_sk_\S+)/m.exec(cli('key', 'create', '--tenant', slug, '--name', 'bench', '--rate-limit', '1000000')) || [])[1];
     if (!key) throw new Error('could not create a tenant and key');
     const logFd = fs.openSync(path.join(dir, 'server.log'), 'w');
     child = track(spawn(S.flowBin, ['serve', '--host', '127.0.0.1', '--port', '0'], { env: { ...flowEnv(setting, db), FLOW_DATA_DIR: dir }, stdio: ['ignore', 'pipe', logFd] }));

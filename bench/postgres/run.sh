@@ -164,11 +164,11 @@ flow_cli() { DATABASE_URL=$APP_URL "$FLOW_BIN" "$@"; }
 out=$(flow_cli tenant create "Bench") || die "tenant create failed: $out"
 TENANT=$(sed -nE 's/^tenant:.*\(([0-9a-f-]{36})\).*/\1/p' <<<"$out")
 SLUG=$(awk '/^tenant:/ {print $2; exit}' <<<"$out")
-KEY=$(flow_cli key create --tenant "$SLUG" --name bench --rate-limit 100000000 | awk '/^api key:/ {print $3}')
+KEY=$(flow_cli key create --tenant "$SLUG" --name bench --rate-limit 1000000 | awk '/^api key:/ {print $3}')
 out=$(flow_cli tenant create "Other")
 TENANT_B=$(sed -nE 's/^tenant:.*\(([0-9a-f-]{36})\).*/\1/p' <<<"$out")
 SLUG_B=$(awk '/^tenant:/ {print $2; exit}' <<<"$out")
-KEY_B=$(flow_cli key create --tenant "$SLUG_B" --name bench --rate-limit 100000000 | awk '/^api key:/ {print $3}')
+KEY_B=$(flow_cli key create --tenant "$SLUG_B" --name bench --rate-limit 1000000 | awk '/^api key:/ {print $3}')
 [[ -n $TENANT && $KEY == flow_sk_* && -n $TENANT_B && $KEY_B == flow_sk_* ]] || die "could not create the tenants and keys"
 
 # One secret for every instance: they are one deployment.

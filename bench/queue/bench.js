@@ -287,7 +287,7 @@ async function startFlow(setting) {
     const cli = (...args) => execFileSync(S.flowBin, ['--data-dir', data, ...args], { env: e, timeout: 30000, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
     const slug = (/^tenant:\s+(\S+)/m.exec(cli('tenant', 'create', 'Bench')) || [])[1];
     if (!slug) throw new Error('could not read the tenant slug');
-    const key = (/^api key:\s+(flow_sk_\S+)/m.exec(cli('key', 'create', '--tenant', slug, '--name', 'bench', '--rate-limit', '100000000')) || [])[1];
+    const key = (/^api key:\s+(flow_sk_\S+)/m.exec(cli('key', 'create', '--tenant', slug, '--name', 'bench', '--rate-limit', '1000000')) || [])[1];
     if (!key) throw new Error('could not read the API key');
     const logFile = path.join(dir, 'server.log');
     const logFd = fs.openSync(logFile, 'w');

@@ -48,7 +48,7 @@ cleanup() {
 trap cleanup EXIT
 flow() { "$FLOW_BIN" --data-dir "$WORK/data" "$@"; }
 SLUG=$(flow tenant create "Voice bench" | awk '/^tenant:/ {print $2; exit}')
-KEY=$(flow key create --tenant "$SLUG" --name bench --rate-limit 100000000 | awk '/^api key:/ {print $3; exit}')
+KEY=$(flow key create --tenant "$SLUG" --name bench --rate-limit 1000000 | awk '/^api key:/ {print $3; exit}')
 "$FLOW_BIN" --data-dir "$WORK/data" serve --port 0 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 URL=""
