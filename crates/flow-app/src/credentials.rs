@@ -89,23 +89,9 @@ impl Credentials {
             .ok_or_else(invalid)?;
         let key = checked_key(found)?;
         check_claimed_tenant(presented, key.tenant_id)?;
-        Ok(ResolvedCaller {
-            rate_limit: key.rate_limit_per_minute,
-            rate_subject: key.id.0,
-            key_id: None,
-            expires_at: None,
-            caller: Caller {
-                tenant_id: key.tenant_id,
-                actor: Actor {
-                    kind: ActorKind::ApiKey,
-                    id: key.id.to_string(),
-                },
-                permissions: Permissions::new(key.permissions),
-                // The app was checked against the key when the token was minted.
-                source_app: claims.app,
-                request_id: presented.request_id.clone(),
-            },
-        })
+        // The app was checked against the key when the token was minted; the key's use
+        // is recorded when it is presented itself.
+        Ok(key_caller(key, claims.app, presented, false))
     }
 
     async fn resolve_key(
@@ -126,22 +112,7 @@ impl Credentials {
         let source_app = source_app(presented)?.unwrap_or_else(|| DEFAULT_SOURCE_APP.to_owned());
         require_app_allowed(&key.allowed_apps, &source_app)?;
         check_claimed_tenant(presented, key.tenant_id)?;
-        Ok(ResolvedCaller {
-            rate_limit: key.rate_limit_per_minute,
-            rate_subject: key.id.0,
-            key_id: Some(key.id),
-            expires_at: None,
-            caller: Caller {
-                tenant_id: key.tenant_id,
-                actor: Actor {
-                    kind: ActorKind::ApiKey,
-                    id: key.id.to_string(),
-                },
-                permissions: Permissions::new(key.permissions),
-                source_app,
-                request_id: presented.request_id.clone(),
-            },
-        })
+        Ok(key_caller(key, source_app, presented, true))
     }
 
     /// A user's access token or an app's cross-app token.
@@ -233,6 +204,31 @@ impl Credentials {
             key_id: None,
             expires_at: Some(expires_at),
         })
+    }
+}
+
+/// The caller a usable key stands for, drawing on the key's own rate limit.
+fn key_caller(
+    key: ApiKey,
+    source_app: String,
+    presented: &Presented,
+    record_use: bool,
+) -> ResolvedCaller {
+    ResolvedCaller {
+        rate_limit: key.rate_limit_per_minute,
+        rate_subject: key.id.0,
+        key_id: record_use.then_some(key.id),
+        expires_at: None,
+        caller: Caller {
+            tenant_id: key.tenant_id,
+            actor: Actor {
+                kind: ActorKind::ApiKey,
+                id: key.id.to_string(),
+            },
+            permissions: Permissions::new(key.permissions),
+            source_app,
+            request_id: presented.request_id.clone(),
+        },
     }
 }
 
