@@ -269,10 +269,15 @@ impl Worker {
                 let work = processor.process(&self.store, &job);
                 tokio::pin!(work);
                 let period = (self.lease / 3).max(std::time::Duration::from_millis(10));
-                let mut heartbeat = tokio::time::interval(period);
-                heartbeat.tick().await;
+                // The first beat is one period away. An interval's immediate first tick
+                // still waits for the timer wheel's next millisecond, about 1 ms per job:
+                // that alone cut the embedded queue from 17,000 to 3,000 jobs/s (issue 22).
+                let mut heartbeat =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
                     tokio::select! {
+                        // The job first: a job that is done at once never arms the timer.
+                        biased;
                         result = &mut work => break result,
                         _ = heartbeat.tick() => {
                             let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));

@@ -393,6 +393,70 @@ async fn an_expired_lease_hands_the_job_to_another_worker() {
     );
 }
 
+/// Runs until the test lets it finish.
+struct Held(tokio::sync::Semaphore);
+
+#[async_trait]
+impl Processor for Held {
+    async fn process(&self, _store: &Arc<dyn Store>, job: &Job) -> Result<Value, JobError> {
+        self.0.acquire().await.expect("never closed").forget();
+        Ok(job.payload.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_long_job_keeps_its_lease_and_its_batch_mates_leases_alive() {
+    let app = app_without_workers().await;
+    let now = Utc::now();
+    let (first, _) = enqueue(&app, app.a.tenant.id, job("lead-processing", "slow", now)).await;
+    let (second, _) = enqueue(&app, app.a.tenant.id, job("lead-processing", "next", now)).await;
+    let held = Arc::new(Held(tokio::sync::Semaphore::new(0)));
+    let mut processors = Processors::default();
+    processors.register(Queue::LeadProcessing, "test", held.clone());
+    let mut worker = Worker::new(
+        app.store.clone(),
+        processors,
+        Arc::new(flow_jobs::SystemClock),
+        JobMetrics::unregistered(),
+    );
+    worker.lease = Duration::from_secs(3);
+    let running = tokio::spawn(async move { worker.try_execute_batch(2).await });
+
+    // Past the leases the claim gave (3 s), yet within the first heartbeat's (at 1 s, + 3 s):
+    // both jobs are still held, the running one and the one waiting behind it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    let taken = app
+        .store
+        .claim_jobs(&ClaimRequest {
+            queues: vec!["lead-processing".into()],
+            now: later,
+            lease_until: later + chrono::Duration::seconds(60),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(taken.is_empty(), "taken over while held: {taken:?}");
+
+    held.0.add_permits(2);
+    let outcomes = running.await.unwrap().unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            ExecutionOutcome::Completed(first.id),
+            ExecutionOutcome::Completed(second.id)
+        ]
+    );
+    for id in [first.id, second.id] {
+        let done = job_json(&app, id).await;
+        assert_eq!(
+            (done["state"].as_str(), done["attempts"].as_u64()),
+            (Some("completed"), Some(1)),
+            "{done}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_never_run_a_job_twice() {
     let app = app_without_workers().await;
