@@ -8,10 +8,12 @@
 #   DURATION          length of each measured run, in oha's syntax (default 10s)
 #   CONCURRENCY       connections for the create run (default 32)
 #   LIST_CONCURRENCY  connections for the list run (default 16)
-#   LIST_RATE         fixed request rate of the list run, req/s (default 1000)
+#   LIST_RATE         fixed request rate of the list run, req/s (default 1000); "max":
+#                     as fast as the server answers (throughput rather than latency)
 #   SEED_LEADS        leads created before measuring (default 2000)
 #   FLOW_BIN          a flow binary to benchmark; skips the build
-#   RESULTS           file to append to (default bench/RESULTS.md)
+#   RESULTS           file to append to (default bench/RESULTS.md); "-" prints only
+#   OUT_DIR           also keep oha's list.json and create.json here (bench/compare.py)
 #
 # All traffic goes to 127.0.0.1 only; every request loop is bounded by a count or
 # by DURATION, and every wait by a deadline.
@@ -27,7 +29,7 @@ SEED_LEADS=${SEED_LEADS:-2000}
 RESULTS=${RESULTS:-$BENCH/RESULTS.md}
 # The exact invocation, for the record (only the overrides that were given).
 RUN_COMMAND=""
-for var in DURATION CONCURRENCY LIST_CONCURRENCY LIST_RATE SEED_LEADS FLOW_BIN RESULTS; do
+for var in DURATION CONCURRENCY LIST_CONCURRENCY LIST_RATE SEED_LEADS FLOW_BIN RESULTS OUT_DIR; do
     if printenv "$var" >/dev/null; then
         RUN_COMMAND+="$var=$(printenv "$var") "
     fi
@@ -220,8 +222,13 @@ python3 "$BENCH/report.py" check "$WORK/warmup.json" 200 || die "GET /leads did 
 # --latency-correction measures each request from when the fixed schedule meant to
 # send it, so a server that falls behind shows it in the percentiles (no coordinated
 # omission).
-LIST_ARGS=(-q "$LIST_RATE" -z "$DURATION" -c "$LIST_CONCURRENCY" --latency-correction "${HDR_KEY[@]}" "$LIST_URL")
-log "list: $LIST_RATE req/s for $DURATION over $LIST_CONCURRENCY connections"
+if [[ $LIST_RATE == max ]]; then
+    LIST_ARGS=(-z "$DURATION" -c "$LIST_CONCURRENCY" "${HDR_KEY[@]}" "$LIST_URL")
+    log "list: as fast as possible for $DURATION over $LIST_CONCURRENCY connections"
+else
+    LIST_ARGS=(-q "$LIST_RATE" -z "$DURATION" -c "$LIST_CONCURRENCY" --latency-correction "${HDR_KEY[@]}" "$LIST_URL")
+    log "list: $LIST_RATE req/s for $DURATION over $LIST_CONCURRENCY connections"
+fi
 measured_oha "$WORK/list.json" LIST_CPU "${LIST_ARGS[@]}"
 
 CREATE_ARGS=(-z "$DURATION" -c "$CONCURRENCY" -m POST "${HDR_KEY[@]}" "${HDR_JSON[@]}" -d "$BODY" "$URL/leads")
@@ -229,6 +236,10 @@ log "create: as fast as possible for $DURATION over $CONCURRENCY connections"
 measured_oha "$WORK/create.json" CREATE_CPU "${CREATE_ARGS[@]}"
 
 kill -0 "$SERVER_PID" 2>/dev/null || die "flow died during the run"
+if [[ -n ${OUT_DIR:-} ]]; then
+    mkdir -p "$OUT_DIR"
+    cp "$WORK/list.json" "$WORK/create.json" "$OUT_DIR/"
+fi
 
 # --- Report -------------------------------------------------------------------------
 mem_gib=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
@@ -239,7 +250,12 @@ if [[ $commit != unknown ]] && ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; t
     commit+=" (with uncommitted changes)"
 fi
 
-[[ -f $RESULTS ]] || printf '# Flow benchmark results\n\n' >"$RESULTS"
+if [[ $LIST_RATE == max ]]; then
+    list_load="max, $LIST_CONCURRENCY conns, $DURATION"
+    LIST_RATE=0
+else
+    list_load="$LIST_RATE req/s, $LIST_CONCURRENCY conns, $DURATION"
+fi
 section=$(python3 "$BENCH/report.py" section \
     --list "$WORK/list.json" --create "$WORK/create.json" \
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
@@ -249,11 +265,16 @@ section=$(python3 "$BENCH/report.py" section \
     --flow-bin "$FLOW_BIN_DESC" \
     --dataset "fresh data dir; $SEED_LEADS leads seeded (all NEW, one contact); list measured before create" \
     --run-command "$RUN_COMMAND" \
-    --list-load "$LIST_RATE req/s, $LIST_CONCURRENCY conns, $DURATION" \
+    --list-load "$list_load" \
     --create-load "max, $CONCURRENCY conns, $DURATION" \
     --list-rate "$LIST_RATE" \
     --list-cpu "$LIST_CPU" --create-cpu "$CREATE_CPU" \
     --list-command "$(show_command "${LIST_ARGS[@]}")" \
     --create-command "$(show_command "${CREATE_ARGS[@]}")")
-printf '%s\n' "$section" >>"$RESULTS"
-log "appended results to $RESULTS"
+if [[ $RESULTS == - ]]; then
+    printf '%s\n' "$section"
+else
+    [[ -f $RESULTS ]] || printf '# Flow benchmark results\n\n' >"$RESULTS"
+    printf '%s\n' "$section" >>"$RESULTS"
+    log "appended results to $RESULTS"
+fi

@@ -86,7 +86,9 @@ if [[ -n ${FLOW_REF:-} && -z ${FLOW_BIN:-} ]]; then
     rev=$(git -C "$ROOT" rev-parse --short "$FLOW_REF^{commit}") || die "unknown FLOW_REF $FLOW_REF"
     src="${TMPDIR:-/tmp}/flow-pg-src-$rev"
     rm -rf "$src" && mkdir -p "$src"
-    git -C "$ROOT" archive "$rev" | tar -x -C "$src"
+    # -m: the files get the time of extraction. With the commit's times, cargo could take a
+    # newer build of another commit in the shared target dir as up to date.
+    git -C "$ROOT" archive "$rev" | tar -x -m -C "$src"
     target=${PG_TARGET_DIR:-${TMPDIR:-/tmp}/flow-queue-target}
     log "building flow (release) from a clean export of $rev"
     (cd "$src" && CARGO_TARGET_DIR="$target" cargo build --release -p flow-server)

@@ -79,7 +79,9 @@ if [[ ,${SYSTEMS:-flow}, == *,flow,* ]]; then
         rev=$(git -C "$ROOT" rev-parse --short "$FLOW_REF^{commit}") || die "unknown FLOW_REF $FLOW_REF"
         src="${TMPDIR:-/tmp}/flow-queue-src-$rev"
         rm -rf "$src" && mkdir -p "$src"
-        git -C "$ROOT" archive "$rev" | tar -x -C "$src"
+        # -m: the files get the time of extraction. With the commit's times, cargo could take a
+        # newer build of another commit in the shared target dir as up to date.
+        git -C "$ROOT" archive "$rev" | tar -x -m -C "$src"
         target=${QUEUE_TARGET_DIR:-${TMPDIR:-/tmp}/flow-queue-target}
         log "building flow (release) from a clean export of $rev in $src"
         (cd "$src" && CARGO_TARGET_DIR="$target" cargo build --release -p flow-server)
