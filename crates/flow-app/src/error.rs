@@ -43,6 +43,7 @@ flow_store::string_enum! {
         // Limits.
         RateLimited = "rate_limited",
         TooManyAttempts = "too_many_attempts",
+        TooManyConnections = "too_many_connections",
         // Missing things.
         NotFound = "not_found",
         RouteNotFound = "route_not_found",
@@ -71,6 +72,7 @@ flow_store::string_enum! {
         // Flow itself.
         RequestTimeout = "request_timeout",
         ServiceUnavailable = "service_unavailable",
+        ServerBusy = "server_busy",
         InternalError = "internal_error",
     }
 }
@@ -83,6 +85,7 @@ impl ErrorCode {
             self,
             ErrorCode::InternalError
                 | ErrorCode::ServiceUnavailable
+                | ErrorCode::ServerBusy
                 | ErrorCode::SpeechProviderFailed
                 | ErrorCode::LlmNotConfigured
         )

@@ -88,7 +88,7 @@ impl LoginGuard {
 }
 
 /// An IPv6 client controls its whole /64, so that is what counts as one address.
-fn network_of(address: IpAddr) -> IpAddr {
+pub fn network_of(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

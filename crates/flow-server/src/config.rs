@@ -33,6 +33,9 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub http_header_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub default_rate_limit_per_minute: u32,
     pub db_read_connections: u32,
     pub db_max_connections: u32,
@@ -85,6 +88,9 @@ const SETTINGS: &[&str] = &[
     "cors_allowed_origins",
     "max_body_bytes",
     "request_timeout_secs",
+    "http_header_timeout_ms",
+    "max_connections",
+    "max_connections_per_address",
     "default_rate_limit_per_minute",
     "db_read_connections",
     "db_max_connections",
@@ -174,6 +180,19 @@ impl Config {
         }
     }
 
+    /// How many connections the listener keeps, and for how long an idle one; a
+    /// `max_connections` of 0 is sized from `fd_limit`.
+    pub fn connection_limits(&self, fd_limit: u64) -> crate::listener::ConnectionLimits {
+        crate::listener::ConnectionLimits {
+            max_connections: match self.max_connections {
+                0 => crate::listener::ConnectionLimits::max_connections_for(fd_limit),
+                n => n,
+            },
+            max_per_address: self.max_connections_per_address,
+            header_timeout: std::time::Duration::from_millis(self.http_header_timeout_ms),
+        }
+    }
+
     /// Loads defaults, `file`, the environment and `overrides`, and validates the result.
     pub fn load(file: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
@@ -208,6 +227,9 @@ impl Config {
         }
         if self.request_timeout_secs == 0 {
             bail!("request_timeout_secs must be positive");
+        }
+        if self.http_header_timeout_ms < 100 {
+            bail!("http_header_timeout_ms must be at least 100");
         }
         if self.default_rate_limit_per_minute == 0 {
             bail!("default_rate_limit_per_minute must be positive");

@@ -96,7 +96,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         AppNotAllowed | TenantMismatch | PermissionDenied | NotAMember | NoTenant | NotAUser => {
             StatusCode::FORBIDDEN
         }
-        RateLimited | TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+        RateLimited | TooManyAttempts | TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
         NotFound | RouteNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         InvalidStatusTransition
@@ -112,7 +112,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         SpeechProviderFailed => StatusCode::BAD_GATEWAY,
-        ServiceUnavailable | LlmNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceUnavailable | ServerBusy | LlmNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
         InternalError => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -149,10 +149,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         None if is_json(&response) => return response,
         None => fallback_error(status),
     };
-    let body = json!({
-        "error": { "code": error.code.as_str(), "message": error.message, "request_id": request_id }
-    });
-    let mut rendered = (status, Json(body)).into_response();
+    let mut rendered = error_response(status, &error, request_id.as_deref());
     for name in [
         header::RETRY_AFTER,
         header::ALLOW,
@@ -166,6 +163,14 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         }
     }
     rendered
+}
+
+/// The JSON error shape every refusal has: `{ "error": { "code", "message", "request_id" } }`.
+pub fn error_response(status: StatusCode, error: &ApiError, request_id: Option<&str>) -> Response {
+    let body = json!({
+        "error": { "code": error.code.as_str(), "message": error.message, "request_id": request_id }
+    });
+    (status, Json(body)).into_response()
 }
 
 fn is_json(response: &Response) -> bool {

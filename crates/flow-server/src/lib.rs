@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod gateway;
+pub mod listener;
 pub mod metrics;
 pub mod ratelimit;
 pub mod state;
@@ -104,10 +105,9 @@ impl Server {
         let pruner = tokio::spawn(upkeep(state.clone()));
         let workers = spawn_workers(&state);
         let app = api::router(self.state);
-        // The peer address feeds the login guard's per-address counters.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
+        let limits = state.config.connection_limits(listener::fd_limit());
+        tracing::debug!(?limits, "connection limits");
+        listener::serve(self.listener, app, limits, state.shutdown.clone())
             .await
             .context("serving HTTP")?;
         // Workers finish the job in hand, then stop.

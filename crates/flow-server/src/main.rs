@@ -203,6 +203,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     tracing::info!(?config, "starting flow");
+    // Each connection holds a file descriptor; the default soft limit (often 1,024) would
+    // cap Flow far below what the machine allows.
+    let fd_limit = flow_server::listener::raise_fd_limit();
+    tracing::info!(fd_limit, "open-file limit");
     let store = open_store(&config).await?;
     let demo_keys = if demo {
         let keys = tenants::ensure_demo(&*store, config.default_rate_limit_per_minute)

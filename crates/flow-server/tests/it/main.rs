@@ -8,6 +8,7 @@ mod browser;
 mod chat;
 mod cli;
 mod cluster;
+mod connections;
 mod contacts;
 mod events_audit;
 mod gateway;
