@@ -1,6 +1,8 @@
 //! API keys, permissions and the request's tenant context.
 
-use flow_store::{Actor, ActorKind, ApiKeyId, Role, Store, StoreResult, TenantId, UserId};
+use flow_store::{
+    Actor, ActorKind, ApiKeyId, Job, JobOwner, Role, Store, StoreResult, TenantId, UserId,
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -125,6 +127,29 @@ impl Caller {
             source_app: "flow".into(),
             request_id: None,
         }
+    }
+
+    /// What a job acting for this caller keeps of it, beside its payload.
+    pub fn job_owner(&self) -> JobOwner {
+        JobOwner {
+            actor: self.actor.clone(),
+            permissions: self.permissions.as_slice().to_vec(),
+            source_app: self.source_app.clone(),
+        }
+    }
+
+    /// The caller a job acts for: its owner, with the rights the owner had when it asked,
+    /// in the job's tenant. Never read from the payload, which anyone allowed to enqueue
+    /// could write. `None` for a job enqueued without an owner.
+    pub fn of_job(job: &Job) -> Option<Self> {
+        let owner = job.owner.as_ref()?;
+        Some(Self {
+            tenant_id: job.tenant_id,
+            actor: owner.actor.clone(),
+            permissions: Permissions::new(owner.permissions.clone()),
+            source_app: owner.source_app.clone(),
+            request_id: None,
+        })
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Credentials {
     pub secret: Arc<[u8]>,
     /// Requests per minute for a signed-in user (keys carry their own limit).
     pub user_rate_limit: u32,
+    /// Connection tokens already used: each opens one socket.
+    pub spent_tokens: Arc<socket_token::SpentTokens>,
 }
 
 /// A caller plus the rate limit that applies to it.
@@ -80,8 +82,14 @@ impl Credentials {
     ) -> Result<ResolvedCaller, ApiError> {
         let invalid =
             || ApiError::new(ErrorCode::InvalidToken, "token is not valid or has expired");
-        let claims =
-            socket_token::verify(&self.secret, token, chrono::Utc::now()).ok_or_else(invalid)?;
+        let now = chrono::Utc::now();
+        let claims = socket_token::verify(&self.secret, token, now).ok_or_else(invalid)?;
+        if !self.spent_tokens.spend(&claims, now) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "this connection token was used already; mint one per connection",
+            ));
+        }
         let found = self
             .store
             .find_api_key_by_id(claims.key_id)

@@ -44,6 +44,7 @@ flow_store::string_enum! {
         RateLimited = "rate_limited",
         TooManyAttempts = "too_many_attempts",
         TooManyConnections = "too_many_connections",
+        TooManySockets = "too_many_sockets",
         // Missing things.
         NotFound = "not_found",
         RouteNotFound = "route_not_found",

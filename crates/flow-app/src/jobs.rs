@@ -51,21 +51,48 @@ impl JobKind {
         }
     }
 
+    /// Whether an admin may enqueue it over `/admin/queues/{queue}/jobs`: only kinds
+    /// whose payload says what to do, never on whose behalf or with which rights. The
+    /// others are enqueued by Flow's own use cases, for the caller that asked.
+    pub const fn admin_may_enqueue(self) -> bool {
+        matches!(self, JobKind::Rollup | JobKind::Export | JobKind::Scan)
+    }
+
     /// A job of this kind in its queue, due now.
     pub fn job(self, payload: serde_json::Value) -> Enqueue {
         Enqueue::new(self.queue(), self.as_str(), payload)
     }
 }
 
+/// The caller a job acts for, or the permanent failure of a job that names none.
+pub fn owner_of(job: &Job) -> Result<Caller, flow_jobs::JobError> {
+    Caller::of_job(job).ok_or_else(|| {
+        flow_jobs::JobError::Permanent(format!(
+            "{} job acts for nobody: it was not enqueued for a caller",
+            job.kind
+        ))
+    })
+}
+
+/// Whether the admin enqueue route takes `kind` jobs into `queue`: the engine's `ping`
+/// anywhere, and the kinds [`JobKind::admin_may_enqueue`] allows in their own queue.
+pub fn admin_may_enqueue(queue: Queue, kind: &str) -> bool {
+    kind == flow_jobs::PING
+        || JobKind::parse(kind)
+            .is_some_and(|kind| kind.admin_may_enqueue() && kind.queue() == queue)
+}
+
 /// Enqueues one job for the caller in its own transaction, with an audit entry naming
-/// `action`, and wakes the workers.
+/// `action`, and wakes the workers. The caller is kept as the job's owner.
 pub async fn start(
     store: &dyn Store,
     signal: &WorkSignal,
     caller: &Caller,
-    request: Enqueue,
+    mut request: Enqueue,
     action: AuditAction,
 ) -> ApiResult<Job> {
+    // The job acts for the caller that asked, whatever its payload says.
+    request.owner = Some(caller.job_owner());
     let mut work = Work::begin(store, caller).await?;
     let (job, created) = flow_jobs::enqueue_in(work.tx(), request).await?;
     if created {

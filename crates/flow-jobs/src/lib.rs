@@ -10,7 +10,7 @@ mod worker;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use flow_store::{Job, NewJob, StoreResult, TenantTx};
+use flow_store::{Job, JobOwner, NewJob, StoreResult, TenantTx};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -63,6 +63,8 @@ pub struct Enqueue {
     /// Defaults to the queue's retries + 1.
     pub max_attempts: Option<u32>,
     pub idempotency_key: Option<String>,
+    /// The caller the job acts for, from its credential (see [`JobOwner`]).
+    pub owner: Option<JobOwner>,
 }
 
 impl Enqueue {
@@ -76,6 +78,7 @@ impl Enqueue {
             run_at: Utc::now(),
             max_attempts: None,
             idempotency_key: None,
+            owner: None,
         }
     }
 }
@@ -109,6 +112,7 @@ fn new_job(request: Enqueue) -> NewJob {
             .unwrap_or(queue.max_retries() + 1)
             .max(1),
         idempotency_key: request.idempotency_key,
+        owner: request.owner,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Config {
     pub ws_heartbeat_secs: u64,
     pub ws_idle_timeout_secs: u64,
     pub ws_send_timeout_secs: u64,
+    pub ws_max_sockets_per_key: usize,
+    pub ws_max_sockets_per_tenant: usize,
     pub event_retention_hours: u64,
     pub worker_concurrency: u32,
     pub worker_batch: u32,
@@ -75,6 +77,8 @@ pub struct Config {
     pub sphinx_bin: String,
     pub espeak_bin: String,
     pub voice_max_audio_secs: u64,
+    pub voice_max_sessions_per_key: usize,
+    pub voice_max_sessions_per_tenant: usize,
     pub voice_llm_fallback: bool,
 }
 
@@ -107,6 +111,8 @@ const SETTINGS: &[&str] = &[
     "ws_heartbeat_secs",
     "ws_idle_timeout_secs",
     "ws_send_timeout_secs",
+    "ws_max_sockets_per_key",
+    "ws_max_sockets_per_tenant",
     "event_retention_hours",
     "worker_concurrency",
     "worker_batch",
@@ -130,6 +136,8 @@ const SETTINGS: &[&str] = &[
     "sphinx_bin",
     "espeak_bin",
     "voice_max_audio_secs",
+    "voice_max_sessions_per_key",
+    "voice_max_sessions_per_tenant",
     "voice_llm_fallback",
 ];
 
@@ -262,6 +270,13 @@ impl Config {
         }
         if self.ws_heartbeat_secs == 0 || self.ws_idle_timeout_secs <= self.ws_heartbeat_secs {
             bail!("ws_idle_timeout_secs must be longer than ws_heartbeat_secs (> 0)");
+        }
+        if self.ws_max_sockets_per_key == 0
+            || self.ws_max_sockets_per_tenant == 0
+            || self.voice_max_sessions_per_key == 0
+            || self.voice_max_sessions_per_tenant == 0
+        {
+            bail!("ws_max_sockets_per_* and voice_max_sessions_per_* must be positive");
         }
         if self.ws_send_timeout_secs == 0 || self.event_retention_hours == 0 {
             bail!("ws_send_timeout_secs and event_retention_hours must be positive");

@@ -96,7 +96,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         AppNotAllowed | TenantMismatch | PermissionDenied | NotAMember | NoTenant | NotAUser => {
             StatusCode::FORBIDDEN
         }
-        RateLimited | TooManyAttempts | TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+        RateLimited | TooManyAttempts | TooManyConnections | TooManySockets => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         NotFound | RouteNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         InvalidStatusTransition

@@ -11,7 +11,11 @@ use flow_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::AuthState, config::Config, gateway::hub::Hub, metrics::Metrics, ratelimit::RateLimiter,
+    auth::AuthState,
+    config::Config,
+    gateway::{hub::Hub, open_sockets::OpenSockets},
+    metrics::Metrics,
+    ratelimit::RateLimiter,
 };
 
 /// Shared server state; cheap to clone.
@@ -24,6 +28,10 @@ pub struct AppState {
     /// Sign-in, refresh and token minting.
     pub sessions: Sessions,
     pub hub: Hub,
+    /// Open event sockets per credential and per tenant.
+    pub sockets: Arc<OpenSockets>,
+    /// Open voice sessions (`/voice/{id}`), each holding audio, per credential and tenant.
+    pub voice_sessions: Arc<OpenSockets>,
     /// Wakes idle queue workers when jobs are enqueued.
     pub work_signal: WorkSignal,
     /// Speech-to-text and text-to-speech for the voice agent.
@@ -62,6 +70,7 @@ impl AppState {
                 store: store.clone(),
                 secret: secret.clone(),
                 user_rate_limit: config.default_rate_limit_per_minute,
+                spent_tokens: Arc::default(),
             },
             rate_limiter: Arc::new(RateLimiter::default()),
             key_usage: Arc::new(KeyUsage::default()),
@@ -78,6 +87,16 @@ impl AppState {
             access_token_ttl_secs: config.access_token_ttl_secs,
             refresh_token_ttl_days: config.refresh_token_ttl_days,
         };
+        let sockets = OpenSockets::new(
+            "sockets",
+            config.ws_max_sockets_per_key,
+            config.ws_max_sockets_per_tenant,
+        );
+        let voice_sessions = OpenSockets::new(
+            "voice sessions",
+            config.voice_max_sessions_per_key,
+            config.voice_max_sessions_per_tenant,
+        );
         Ok(Self {
             speech,
             voice_llm,
@@ -87,6 +106,8 @@ impl AppState {
             auth,
             sessions,
             hub,
+            sockets,
+            voice_sessions,
             work_signal: WorkSignal::default(),
             secret,
             shutdown,

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_users.sql"),
     include_str!("../migrations/0005_key_notices.sql"),
     include_str!("../migrations/0006_stable_job_plans.sql"),
+    include_str!("../migrations/0007_job_owner.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).

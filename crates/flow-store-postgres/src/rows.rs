@@ -185,6 +185,10 @@ pub fn job(row: &PgRow) -> StoreResult<Job> {
         run_at: get(row, "run_at")?,
         lease_until: get(row, "lease_until")?,
         idempotency_key: get(row, "idempotency_key")?,
+        owner: get::<Option<Value>>(row, "owner")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| invalid("job owner", e))?,
         errors: serde_json::from_value(errors).map_err(|e| invalid("job errors", e))?,
         progress: get(row, "progress")?,
         result: get(row, "result")?,

@@ -982,8 +982,8 @@ impl TenantTx for PgTenant {
         let inserted = sqlx::query(
             "WITH inserted AS (
                 INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority,
-                    state, max_attempts, run_at, idempotency_key, created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9, $10, $11, $11)
+                    state, max_attempts, run_at, idempotency_key, created_at, updated_at, owner)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9, $10, $11, $11, $12)
                 ON CONFLICT (tenant_id, queue, idempotency_key) WHERE idempotency_key IS NOT NULL
                     DO NOTHING
                 RETURNING *
@@ -1001,6 +1001,7 @@ impl TenantTx for PgTenant {
         .bind(job.run_at)
         .bind(&job.idempotency_key)
         .bind(at)
+        .bind(owner_json(job)?)
         .fetch_optional(self.conn())
         .await
         .map_err(map_err)?;
@@ -1034,13 +1035,13 @@ impl TenantTx for PgTenant {
         // One statement for the whole batch: columns as arrays, unnested into rows.
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority,
-                 state, max_attempts, run_at, idempotency_key, created_at, updated_at)
+                 state, max_attempts, run_at, idempotency_key, created_at, updated_at, owner)
              SELECT t.id, $1, t.queue, t.kind, t.payload, t.priority, t.queue_priority, 'ready',
-                    t.max_attempts, t.run_at, t.idempotency_key, $2, $2
+                    t.max_attempts, t.run_at, t.idempotency_key, $2, $2, t.owner
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::int[],
-                         $9::int[], $10::timestamptz[], $11::text[])
+                         $9::int[], $10::timestamptz[], $11::text[], $12::jsonb[])
                   WITH ORDINALITY AS t(id, queue, kind, payload, priority, queue_priority,
-                                       max_attempts, run_at, idempotency_key, ord)
+                                       max_attempts, run_at, idempotency_key, owner, ord)
              ORDER BY t.ord
              ON CONFLICT (tenant_id, queue, idempotency_key) WHERE idempotency_key IS NOT NULL
                  DO NOTHING
@@ -1064,6 +1065,11 @@ impl TenantTx for PgTenant {
             jobs.iter()
                 .map(|j| j.idempotency_key.clone())
                 .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(owner_json)
+                .collect::<StoreResult<Vec<_>>>()?,
         )
         .fetch_all(self.conn())
         .await
@@ -1233,4 +1239,13 @@ impl TenantTx for PgTenant {
         }
         Ok(())
     }
+}
+
+/// A job's owner as the JSON its column holds.
+fn owner_json(job: &NewJob) -> StoreResult<Option<serde_json::Value>> {
+    job.owner
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(StoreError::internal)
 }

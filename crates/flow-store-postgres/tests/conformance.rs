@@ -512,6 +512,7 @@ async fn commits_on_one_instance_wake_the_others() {
         run_at: chrono::Utc::now(),
         max_attempts: 3,
         idempotency_key: None,
+        owner: None,
     })
     .await
     .unwrap();

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_jobs.sql"),
     include_str!("../migrations/0003_conversations.sql"),
     include_str!("../migrations/0004_users.sql"),
+    include_str!("../migrations/0005_job_owner.sql"),
 ];
 
 /// Tuning for [`SqliteStore::open`].

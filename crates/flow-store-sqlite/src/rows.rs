@@ -229,6 +229,10 @@ pub fn job(row: &Row) -> rusqlite::Result<Job> {
         run_at: time(row, "run_at")?,
         lease_until: opt_time(row, "lease_until")?,
         idempotency_key: row.get("idempotency_key")?,
+        owner: opt_json(row, "owner")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| invalid("job owner", e))?,
         errors: serde_json::from_str(&errors).map_err(|e| invalid("job errors", e))?,
         progress: opt_json(row, "progress")?,
         result: opt_json(row, "result")?,

@@ -858,10 +858,16 @@ impl TenantTx for SqliteTenant {
         }
         let at = now();
         let id = JobId::new();
+        let owner = job
+            .owner
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(StoreError::internal)?;
         self.execute(
             "INSERT INTO jobs (id, tenant_id, queue, kind, payload, priority, queue_priority, state,
-                max_attempts, run_at, idempotency_key, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9, ?10, ?11, ?11)",
+                max_attempts, run_at, idempotency_key, created_at, updated_at, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9, ?10, ?11, ?11, ?12)",
             params![
                 id.0,
                 self.tenant.0,
@@ -874,6 +880,7 @@ impl TenantTx for SqliteTenant {
                 micros(job.run_at),
                 job.idempotency_key,
                 micros(at),
+                owner,
             ],
         )?;
         Ok((self.get_job(id).await?, true))

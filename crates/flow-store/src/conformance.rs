@@ -256,6 +256,15 @@ pub async fn run(store: &dyn Store) {
     drop(other);
 
     // Settling in a batch keeps the per-attempt fencing: a stale attempt settles nothing.
+    // The first job acts for someone: its owner is kept beside the payload.
+    let owner = crate::JobOwner {
+        actor: crate::Actor {
+            kind: crate::ActorKind::User,
+            id: "someone".into(),
+        },
+        permissions: vec!["write:leads".into()],
+        source_app: "crm-web".into(),
+    };
     let mut tx = store.begin(a.id).await.unwrap();
     for n in 0..3 {
         tx.enqueue_job(&crate::NewJob {
@@ -267,6 +276,7 @@ pub async fn run(store: &dyn Store) {
             run_at: now(),
             max_attempts: 3,
             idempotency_key: None,
+            owner: (n == 0).then(|| owner.clone()),
         })
         .await
         .unwrap();
@@ -282,6 +292,12 @@ pub async fn run(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
+    let owners: Vec<_> = claimed
+        .iter()
+        .map(|j| (j.payload["n"].clone(), j.owner.clone()))
+        .collect();
+    assert!(owners.contains(&(json!(0), Some(owner))), "{owners:?}");
+    assert!(owners.contains(&(json!(1), None)), "{owners:?}");
     let settle =
         |job: &crate::Job, attempt: u32, settlement: crate::Settlement| crate::JobSettlement {
             id: job.id,
@@ -483,6 +499,7 @@ async fn batch_enqueue(store: &dyn Store, a: TenantId, b: TenantId) {
         run_at: now(),
         max_attempts: 2,
         idempotency_key: key.map(str::to_owned),
+        owner: None,
     };
     let mut tx = store.begin(a).await.unwrap();
     let first = tx.enqueue_jobs(&[job(0, Some("k1"))]).await.unwrap();

@@ -33,6 +33,31 @@ crate::string_enum! {
     }
 }
 
+impl EventType {
+    /// The resource whose `read` grant lets a caller see events of this type, on the log
+    /// and on sockets: an event carries the record it is about. (An event routed to the
+    /// caller's own app reaches it too: the routing table is the spec's grant.)
+    pub const fn resource(self) -> &'static str {
+        use EventType::*;
+        match self {
+            LeadCreated | LeadUpdated | LeadStatusChanged | LeadAssigned | LeadDeleted => "leads",
+            ContactCreated | ContactUpdated | ContactMerged => "contacts",
+            ActivityCreated | ActivityCompleted | MeetingScheduled => "activities",
+            DealCreated | DealUpdated | DealWon | DealLost | RevenueMilestone => "deals",
+            VoiceCommandExecuted
+            | VoiceProcessingStarted
+            | VoiceProcessingCompleted
+            | VoiceNotification => "voice",
+            SecurityIncident => "security",
+            ComplianceCheckCompleted | BackupCompleted => "compliance",
+            TenantCreated | UserLoggedIn => "users",
+            JobProgress | JobCompleted => "jobs",
+            // Flow's notices to everyone connected.
+            SystemMaintenance => "events",
+        }
+    }
+}
+
 crate::string_enum! {
     /// How urgent an event is for its consumers (the spec's `priority`).
     #[derive(PartialOrd, Ord, utoipa::ToSchema)]

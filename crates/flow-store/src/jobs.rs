@@ -54,6 +54,10 @@ pub struct Job {
     pub run_at: DateTime<Utc>,
     pub lease_until: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
+    /// Who asked for the job and with which rights, for kinds that act for someone.
+    /// Stored beside the payload, which says only what to do.
+    #[serde(skip)]
+    pub owner: Option<JobOwner>,
     pub errors: Vec<AttemptError>,
     pub progress: Option<Value>,
     pub result: Option<Value>,
@@ -86,6 +90,18 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// A second enqueue with the same key (per tenant and queue) returns the first job.
     pub idempotency_key: Option<String>,
+    /// Set from the authenticated caller when the job acts for it.
+    pub owner: Option<JobOwner>,
+}
+
+/// The caller a job acts for: taken from its credential when the job was enqueued, never
+/// from the job's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobOwner {
+    pub actor: crate::Actor,
+    pub permissions: Vec<String>,
+    pub source_app: String,
 }
 
 /// How a worker asks for work.
@@ -306,6 +322,7 @@ mod tests {
             run_at: at,
             lease_until: None,
             idempotency_key: None,
+            owner: None,
             errors: Vec::new(),
             progress: None,
             result: None,

@@ -50,7 +50,7 @@ pub async fn start(
     }
     let message = validate::text("message", Some(&request.message), 4_000)?
         .ok_or_else(|| ApiError::validation("message must not be empty"))?;
-    let payload = json!({ "message": message, "sourceApp": caller.source_app });
+    let payload = json!({ "message": message });
     crate::jobs::start(
         store,
         signal,
@@ -79,7 +79,8 @@ impl Processor for Chat {
             .map_err(super::outbound_failure)?;
         let result =
             serde_json::to_value(&completion).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let source = job.payload["sourceApp"].as_str().unwrap_or("flow");
+        let owner = crate::jobs::owner_of(job)?;
+        let source = owner.source_app.as_str();
         let mut tx = store.begin(job.tenant_id).await?;
         tx.append_event(&NewEvent::new(
             EventType::JobCompleted,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::{
-    auth::{Caller, Permissions},
+    auth::Caller,
     error::{ApiError, ApiResult},
     services::{
         contacts::{self, ContactInput},
@@ -54,6 +54,7 @@ pub async fn start(
     request: EmailSyncRequest,
 ) -> ApiResult<Job> {
     caller.require("write", "contacts")?;
+    caller.require("write", "activities")?;
     if request.emails.is_empty() || request.emails.len() > 1000 {
         return Err(ApiError::validation("send 1 to 1000 email headers"));
     }
@@ -62,8 +63,7 @@ pub async fn start(
         validate::opt_name("name", header.name.as_deref(), 200)?;
         validate::text("subject", header.subject.as_deref(), 1000)?;
     }
-    let payload =
-        json!({ "emails": request.emails, "sourceApp": caller.source_app, "actor": caller.actor });
+    let payload = json!({ "emails": request.emails });
     let request = crate::jobs::JobKind::SyncHeaders.job(payload);
     crate::jobs::start(store, signal, caller, request, AuditAction::EmailSync).await
 }
@@ -77,17 +77,7 @@ impl Processor for SyncHeaders {
     async fn process(&self, store: &Arc<dyn Store>, job: &Job) -> Result<Value, JobError> {
         let headers: Vec<EmailHeader> = serde_json::from_value(job.payload["emails"].clone())
             .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let caller = Caller {
-            tenant_id: job.tenant_id,
-            actor: serde_json::from_value(job.payload["actor"].clone())
-                .unwrap_or_else(|_| Caller::system(job.tenant_id).actor),
-            permissions: Permissions::new(vec!["write:contacts".into(), "write:activities".into()]),
-            source_app: job.payload["sourceApp"]
-                .as_str()
-                .unwrap_or("inbox-ai")
-                .to_owned(),
-            request_id: None,
-        };
+        let caller = crate::jobs::owner_of(job)?;
         let retry = |e: ApiError| JobError::Retryable(e.message);
         let (mut created, mut logged, mut skipped) = (0, 0, 0);
         for header in headers {

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flow_store::{Actor, AuditAction, EventType, LeadFilter, NewEvent, Store};
+use flow_store::{AuditAction, EventType, LeadFilter, NewEvent, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    auth::{Caller, Permissions},
+    auth::Caller,
     error::{ApiError, ApiResult, ErrorCode},
     services::leads::{self, CreateLead},
     services::Work,
@@ -101,8 +101,6 @@ pub fn parse(format: ImportFormat, body: &[u8]) -> ApiResult<Vec<Result<ImportRo
 #[serde(rename_all = "camelCase")]
 pub struct ImportPayload {
     pub rows: Vec<Value>,
-    pub actor: Actor,
-    pub source_app: String,
     pub request_id: Option<String>,
 }
 
@@ -117,8 +115,6 @@ impl ImportPayload {
                     Err(error) => json!({ "error": error }),
                 })
                 .collect(),
-            actor: caller.actor.clone(),
-            source_app: caller.source_app.clone(),
             request_id: caller.request_id.clone(),
         }
     }
@@ -155,11 +151,8 @@ impl Processor for ImportLeads {
         let payload: ImportPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobError::Permanent(format!("bad import payload: {e}")))?;
         let caller = Caller {
-            tenant_id: job.tenant_id,
-            actor: payload.actor.clone(),
-            permissions: Permissions::new(vec!["write:leads".into(), "read:leads".into()]),
-            source_app: payload.source_app.clone(),
             request_id: payload.request_id.clone(),
+            ..crate::jobs::owner_of(job)?
         };
         let mut tally = Tally {
             total: payload.rows.len(),
@@ -204,7 +197,7 @@ impl Processor for ImportLeads {
             };
             let data = json!({ "jobId": job.id, "kind": KIND, "progress": progress });
             work.tx()
-                .append_event(&NewEvent::new(event_type, &payload.source_app, data))
+                .append_event(&NewEvent::new(event_type, &caller.source_app, data))
                 .await?;
             work.commit()
                 .await

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
-use flow_store::{Actor, AuditAction, ConversationId, Job, Store};
+use flow_store::{AuditAction, ConversationId, Job, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    auth::{Caller, Permissions},
+    auth::Caller,
     error::{ApiError, ApiResult},
     services::voice::{self, AudioQuery},
 };
@@ -31,10 +31,6 @@ struct AudioJob {
     language: Option<String>,
     conversation_id: Option<ConversationId>,
     utc_offset_minutes: Option<i32>,
-    actor: Actor,
-    /// The caller's grants when it asked: the command runs with exactly those.
-    permissions: Vec<String>,
-    source_app: String,
     request_id: Option<String>,
 }
 
@@ -54,9 +50,6 @@ pub async fn start(
         language: query.language,
         conversation_id: query.conversation_id,
         utc_offset_minutes: query.utc_offset_minutes,
-        actor: caller.actor.clone(),
-        permissions: caller.permissions.as_slice().to_vec(),
-        source_app: caller.source_app.clone(),
         request_id: caller.request_id.clone(),
     };
     let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
@@ -91,12 +84,10 @@ impl Processor for TranscribeAndRun {
             self.speech.max_audio_secs,
         )
         .map_err(|e| permanent_or_retry(e.into()))?;
+        // The command runs with exactly the grants its owner had when it asked.
         let caller = Caller {
-            tenant_id: job.tenant_id,
-            actor: payload.actor,
-            permissions: Permissions::new(payload.permissions),
-            source_app: payload.source_app,
             request_id: payload.request_id,
+            ..crate::jobs::owner_of(job)?
         };
         let query = AudioQuery {
             language: payload.language,

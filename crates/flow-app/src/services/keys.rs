@@ -1,8 +1,9 @@
 //! API keys: one set of rules for every way a key is made (the admin API, the CLI, the
-//! demo set-up). A key never grants more than its creator holds; the CLI acts as the
-//! operator (`Caller::system`), who holds everything.
+//! demo set-up). A key never grants more than its creator holds, nor, made by a key, more
+//! apps or a higher rate; revoking a key needs its grants too. The CLI acts as the operator
+//! (`Caller::system`), who holds everything.
 
-use flow_store::{ApiKey, ApiKeyId, AuditAction, NewApiKey, Store};
+use flow_store::{ActorKind, ApiKey, ApiKeyId, AuditAction, NewApiKey, Store, TenantRead};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -112,6 +113,28 @@ pub async fn create_in(
             format!("the caller does not hold {grant:?}, so it cannot grant it"),
         ));
     }
+    if let Some(own) = presented_key(caller, work.tx()).await? {
+        // A key hands on no more than it has: apps and rate as well as grants.
+        if let Some(app) = spec
+            .allowed_apps
+            .iter()
+            .find(|app| !allows_app(&own.allowed_apps, app))
+        {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!("the caller's key may not be used by {app:?}, so it cannot allow it"),
+            ));
+        }
+        if spec.rate_limit_per_minute > own.rate_limit_per_minute {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "a rate limit of {}/min is above the caller's own key ({}/min)",
+                    spec.rate_limit_per_minute, own.rate_limit_per_minute
+                ),
+            ));
+        }
+    }
     let (secret, prefix, hash) = match secret {
         Some(fixed) => (fixed.to_owned(), key_prefix(fixed), hash_key(fixed)),
         None => {
@@ -142,10 +165,28 @@ pub async fn create_in(
     Ok(CreatedKey { key, secret })
 }
 
-/// Revokes a key of the caller's tenant; another tenant's key is not found.
+/// Revokes a key of the caller's tenant; another tenant's key is not found. The caller
+/// must hold every grant of the key, as it would to create it.
 pub async fn revoke(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> ApiResult<()> {
     caller.require("admin", "keys")?;
     let mut work = Work::begin(store, caller).await?;
+    let target = work
+        .tx()
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|key| key.id == id)
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    if let Some(grant) = target
+        .permissions
+        .iter()
+        .find(|grant| !caller.permissions.covers(grant))
+    {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("the key holds {grant:?}, which the caller does not, so it cannot revoke it"),
+        ));
+    }
     work.tx()
         .revoke_api_key(id)
         .await
@@ -161,6 +202,26 @@ pub async fn revoke(store: &dyn Store, caller: &Caller, id: ApiKeyId) -> ApiResu
     .await?;
     work.commit().await?;
     Ok(())
+}
+
+/// The API key the caller presented, if it is a key (not a user or Flow itself).
+async fn presented_key(caller: &Caller, read: &mut dyn TenantRead) -> ApiResult<Option<ApiKey>> {
+    if caller.actor.kind != ActorKind::ApiKey {
+        return Ok(None);
+    }
+    let Ok(id) = caller.actor.id.parse::<ApiKeyId>() else {
+        return Ok(None);
+    };
+    Ok(read
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|key| key.id == id))
+}
+
+/// Whether a key allowed `allowed` apps may hand `app` on.
+fn allows_app(allowed: &[String], app: &str) -> bool {
+    allowed.iter().any(|a| a == "*" || a == app)
 }
 
 /// Body of `POST /api-keys`.
@@ -181,11 +242,23 @@ pub async fn create_from_request(
     default_rate_limit: u32,
     input: CreateKey,
 ) -> ApiResult<CreatedKey> {
+    let rate_limit_per_minute = match input.rate_limit_per_minute {
+        Some(rate) => rate,
+        // The default, but no more than a creating key's own rate.
+        None => {
+            let mut read = super::read(store, caller).await?;
+            presented_key(caller, &mut *read)
+                .await?
+                .map_or(default_rate_limit, |own| {
+                    default_rate_limit.min(own.rate_limit_per_minute)
+                })
+        }
+    };
     let spec = KeySpec {
         name: input.name,
         permissions: input.permissions,
         allowed_apps: input.allowed_apps.unwrap_or_else(|| vec!["*".into()]),
-        rate_limit_per_minute: input.rate_limit_per_minute.unwrap_or(default_rate_limit),
+        rate_limit_per_minute,
     };
     create(store, caller, &spec, None).await
 }

@@ -3,7 +3,10 @@
 
 use axum::{extract::State, http::StatusCode, Json};
 use chrono::Utc;
-use flow_app::services::{read, Record, Work};
+use flow_app::{
+    jobs::JobKind,
+    services::{read, Record, Work},
+};
 use flow_jobs::Queue;
 use flow_store::{AuditAction, Job, JobId, JobState, QueueCounts};
 use serde::{Deserialize, Serialize};
@@ -270,6 +273,23 @@ async fn enqueue_jobs(
     let mut requests = Vec::with_capacity(body.jobs.len());
     for job in body.jobs {
         let kind = flow_app::validate::slug("kind", &job.kind)?;
+        if !flow_app::jobs::admin_may_enqueue(queue, &kind) {
+            // Internal kinds act for the user who asked for them; enqueued here they
+            // would act for whoever the payload names.
+            let accepted: Vec<&str> = std::iter::once(flow_jobs::PING)
+                .chain(
+                    JobKind::ALL
+                        .iter()
+                        .filter(|k| k.admin_may_enqueue() && k.queue() == queue)
+                        .map(|k| k.as_str()),
+                )
+                .collect();
+            return Err(HttpError::validation(format!(
+                "{kind:?} jobs cannot be enqueued here; {} takes {}",
+                queue.as_str(),
+                accepted.join(", ")
+            )));
+        }
         if job.delay_ms > 30 * 24 * 3600 * 1000 {
             return Err(HttpError::validation("delayMs is at most 30 days"));
         }

@@ -2,6 +2,7 @@
 //! events, routed by rooms, with gap-free resume from the durable event log.
 
 pub mod hub;
+pub mod open_sockets;
 pub mod protocol;
 mod socket;
 mod voice_session;
@@ -149,6 +150,7 @@ async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> HttpResult<Response> {
     caller.require("read", "events")?;
+    let place = state.sockets.admit(&caller)?;
     let upgrade = upgrade.map_err(|rejection| {
         HttpError::new(ErrorCode::UpgradeRequired, format!(
                 "credentials accepted for tenant {} (app {}), but this is not a WebSocket handshake: {}. \
@@ -164,14 +166,17 @@ async fn connect(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| socket::serve(socket, state, caller, expires_at)))
+        .on_upgrade(move |socket| async move {
+            socket::serve(socket, state, caller, expires_at).await;
+            drop(place);
+        }))
 }
 
 /// A connection token.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SocketToken {
-    /// Pass as `/events?token=...`; valid once per connection attempt until `expiresAt`.
+    /// Pass as `/events?token=...`; opens one socket, until `expiresAt`.
     pub token: String,
     pub expires_at: DateTime<Utc>,
 }

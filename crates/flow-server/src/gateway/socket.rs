@@ -44,6 +44,11 @@ struct Subscription {
     rooms: HashSet<String>,
     /// `None`: every event type.
     event_types: Option<HashSet<EventType>>,
+    /// The types the caller's grants let it read; the others reach it only when routed
+    /// to its own app, whatever it subscribes to.
+    readable: HashSet<EventType>,
+    /// The caller's app (`x-source-app`).
+    own_app: String,
 }
 
 impl Subscription {
@@ -56,6 +61,8 @@ impl Subscription {
                     .any(|room| room.strip_prefix("app:") == Some(app.as_str()))
             });
         routed
+            && (self.readable.contains(&frame.event_type)
+                || frame.target_apps.contains(&self.own_app))
             && self
                 .event_types
                 .as_ref()
@@ -113,6 +120,12 @@ pub async fn serve(
                 .into_iter()
                 .collect(),
             event_types: None,
+            readable: EventType::ALL
+                .iter()
+                .copied()
+                .filter(|t| caller.permissions.allows("read", t.resource()))
+                .collect(),
+            own_app: app.clone(),
         },
     };
     let mut writer = tokio::spawn(writer.run());

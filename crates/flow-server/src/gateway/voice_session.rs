@@ -74,6 +74,7 @@ pub(super) async fn connect(
             "sessionId must be 1-64 letters, digits, - or _",
         ));
     }
+    let place = state.voice_sessions.admit(&caller)?;
     let upgrade = upgrade.map_err(|rejection| {
         HttpError::new(
             ErrorCode::UpgradeRequired,
@@ -82,7 +83,12 @@ pub(super) async fn connect(
     })?;
     Ok(upgrade
         .max_message_size(MAX_UTTERANCE_BYTES)
-        .on_upgrade(move |socket| Session::new(state, caller, session_id).run(socket, expires_at)))
+        .on_upgrade(move |socket| async move {
+            Session::new(state, caller, session_id)
+                .run(socket, expires_at)
+                .await;
+            drop(place);
+        }))
 }
 
 struct Session {

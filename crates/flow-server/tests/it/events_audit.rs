@@ -112,3 +112,46 @@ async fn a_failed_write_leaves_no_audit_entry_or_event() {
         .count();
     assert_eq!(creates, 1);
 }
+
+#[tokio::test]
+async fn the_event_log_shows_only_what_the_callers_grants_let_it_read() {
+    let app = spawn_app().await;
+    let contacts_only = app
+        .key_for_a(flow_app::services::keys::KeySpec {
+            name: "contacts feed".into(),
+            permissions: vec!["read:events".into(), "read:contacts".into()],
+            allowed_apps: vec!["contacts-feed".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    app.create_lead(&app.a.key, "Ada", Some("ada@example.com"))
+        .await;
+    app.create_lead(&app.a.key, "Bo", None).await;
+    let everything = app.get("/events/log", &app.a.key).await.expect(200).body;
+    let types = |page: &serde_json::Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(types(&everything).contains(&"LEAD_CREATED".to_owned()));
+    let reply = send(
+        app.client
+            .get(app.url("/events/log"))
+            .header("x-tenant-key", &contacts_only)
+            .header("x-source-app", "contacts-feed"),
+    )
+    .await
+    .expect(200);
+    let seen = types(&reply.body);
+    assert_eq!(
+        seen,
+        ["CONTACT_CREATED", "CONTACT_CREATED"],
+        "{}",
+        reply.body
+    );
+    // Paging goes on past the events left out.
+    assert_eq!(reply.body["nextSince"], everything["lastSeq"]);
+}

@@ -945,12 +945,172 @@ async fn every_socket_credential_draws_on_the_same_rate_limit() {
         .await
         .expect("the query key opens a socket");
     for refused in [
-        try_connect(&app, Credential::Query(format!("token={token}")), None).await,
         try_connect(&app, Credential::Protocol(&key), None).await,
         try_connect(&app, Credential::Query(format!("key={key}")), None).await,
     ] {
-        assert_eq!(http_status(refused.err().expect("rate limited")), 429);
+        // Refused the way HTTP refuses, with the headers that say when to come back.
+        match refused.err().expect("rate limited") {
+            tungstenite::Error::Http(response) => {
+                assert_eq!(response.status().as_u16(), 429);
+                let headers = response.headers();
+                for name in [
+                    "retry-after",
+                    "ratelimit-limit",
+                    "ratelimit-remaining",
+                    "ratelimit-reset",
+                ] {
+                    assert!(headers.contains_key(name), "no {name} in {headers:?}");
+                }
+                assert_eq!(headers["ratelimit-limit"], "4");
+            }
+            other => panic!("expected an HTTP refusal, got {other:?}"),
+        }
     }
     // Another key's bucket is untouched.
     connect(&app, &app.a.key, None).await;
+}
+
+#[tokio::test]
+async fn a_connection_token_opens_one_socket() {
+    let app = spawn_app().await;
+    let minted = app
+        .post("/events/token", &app.a.key, json!({}))
+        .await
+        .expect(201);
+    let token = minted.body["token"].as_str().unwrap().to_owned();
+    let first = try_connect(&app, Credential::Query(format!("token={token}")), None)
+        .await
+        .expect("the first use opens a socket");
+    let again = try_connect(&app, Credential::Query(format!("token={token}")), None).await;
+    assert_eq!(
+        http_status(again.err().expect("a second use is refused")),
+        401
+    );
+    // Closing the first socket does not make the token usable again.
+    drop(first);
+    let after = try_connect(&app, Credential::Query(format!("token={token}")), None).await;
+    assert_eq!(http_status(after.err().expect("still spent")), 401);
+    // A fresh token works.
+    let minted = app
+        .post("/events/token", &app.a.key, json!({}))
+        .await
+        .expect(201);
+    try_connect(
+        &app,
+        Credential::Query(format!("token={}", minted.body["token"].as_str().unwrap())),
+        None,
+    )
+    .await
+    .expect("a new token opens a socket");
+}
+
+/// The error code of a refused upgrade, read from its JSON body.
+fn refusal_code(error: tungstenite::Error) -> (u16, String) {
+    match error {
+        tungstenite::Error::Http(response) => {
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+                    .unwrap_or(Value::Null);
+            (
+                response.status().as_u16(),
+                body["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_key_and_a_tenant_hold_at_most_their_share_of_sockets() {
+    let app = spawn_app_with(|c| {
+        c.ws_max_sockets_per_key = 2;
+        c.ws_max_sockets_per_tenant = 3;
+    })
+    .await;
+    let first = connect(&app, &app.a.key, None).await;
+    let _second = connect(&app, &app.a.key, None).await;
+    let refused = try_connect(&app, Credential::Header(&app.a.key), None).await;
+    assert_eq!(
+        refusal_code(refused.err().expect("over the key's cap")),
+        (429, "too_many_sockets".to_owned())
+    );
+    // Another key of the same tenant has its own share, up to the tenant's.
+    let other = app
+        .key_for_a(KeySpec {
+            name: "second app".into(),
+            permissions: vec!["*".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let _third = connect(&app, &other, None).await;
+    let refused = try_connect(&app, Credential::Header(&other), None).await;
+    assert_eq!(
+        refusal_code(refused.err().expect("over the tenant's cap")),
+        (429, "too_many_sockets".to_owned())
+    );
+    // Another tenant is not affected.
+    connect(&app, &app.b.key, None).await;
+    // A closed socket gives its place back.
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..100 {
+        if let Ok(client) = try_connect(&app, Credential::Header(&app.a.key), None).await {
+            reopened = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        reopened.is_some(),
+        "the closed socket's place was never freed"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_carries_only_the_events_its_grants_let_it_read() {
+    let app = spawn_app().await;
+    // read:events and read:contacts, for an app no lead event is routed to.
+    let contacts_only = app
+        .key_for_a(KeySpec {
+            name: "contacts feed".into(),
+            permissions: vec!["read:events".into(), "read:contacts".into()],
+            allowed_apps: vec!["contacts-feed".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    crate::helpers::send(
+        app.client
+            .get(app.url("/leads"))
+            .header("x-tenant-key", &contacts_only)
+            .header("x-source-app", "contacts-feed"),
+    )
+    .await
+    .expect_error(403, "permission_denied");
+    let mut feed = connect(&app, &contacts_only, Some("contacts-feed")).await;
+    // A lead with an email makes a lead and a contact: only the contact's event arrives.
+    app.create_lead(&app.a.key, "Ada", Some("ada@example.com"))
+        .await;
+    let mut types = Vec::new();
+    while let Some(frame) = feed.try_next(Duration::from_millis(500)).await {
+        if frame["type"] == "event" {
+            types.push(frame["event"]["type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(types.contains(&"CONTACT_CREATED".to_owned()), "{types:?}");
+    assert!(
+        types.iter().all(|t| !t.starts_with("LEAD_")),
+        "lead events reached a key without read:leads: {types:?}"
+    );
+    // Subscribing by name does not get around it.
+    feed.send(json!({"type": "subscribe", "eventTypes": ["LEAD_CREATED"]}))
+        .await;
+    feed.next_of_type("subscribed").await;
+    app.create_lead(&app.a.key, "Bo", None).await;
+    while let Some(frame) = feed.try_next(Duration::from_millis(500)).await {
+        assert_ne!(frame["type"], "event", "{frame}");
+    }
 }

@@ -921,6 +921,85 @@ async fn jobs_enqueued_over_the_api_run_with_their_options() {
 }
 
 #[tokio::test]
+async fn the_admin_enqueue_route_refuses_kinds_that_act_for_someone() {
+    let app = app_without_workers().await;
+    // A key that may only run queues: these payloads would make it act as the admin.
+    let queues_only = app
+        .key_for_a(KeySpec {
+            name: "queue operator".into(),
+            permissions: vec!["admin:queues".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let admin = json!({ "type": "user", "id": "01a00000-0000-7000-8000-000000000000" });
+    for (queue, job) in [
+        (
+            "lead-processing",
+            json!({ "kind": "import_leads", "payload": { "actor": admin, "format": "csv", "data": "firstName\nX" } }),
+        ),
+        (
+            "email-sync",
+            json!({ "kind": "sync_headers", "payload": { "actor": admin, "emails": [] } }),
+        ),
+        (
+            "voice-processing",
+            json!({ "kind": "voice.audio", "payload": { "actor": admin, "permissions": ["*"] } }),
+        ),
+        (
+            "lead-processing",
+            json!({ "kind": "lead_qualified", "payload": {} }),
+        ),
+        (
+            "analytics-processing",
+            json!({ "kind": "export", "payload": {} }),
+        ),
+        (
+            "analytics-processing",
+            json!({ "kind": "made_up", "payload": {} }),
+        ),
+    ] {
+        let refused = app
+            .post(
+                &format!("/admin/queues/{queue}/jobs"),
+                &queues_only,
+                json!({ "jobs": [job] }),
+            )
+            .await
+            .expect_error(422, "validation_failed");
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ping"),
+            "{}",
+            refused.body
+        );
+    }
+    let listed = app
+        .get("/admin/queues/lead-processing/jobs", &queues_only)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    // The kinds that only say what to do are taken, in their own queue.
+    for (queue, kind) in [
+        ("analytics-processing", "rollup"),
+        ("backup-operations", "export"),
+        ("compliance-checks", "scan"),
+        ("email-sync", "ping"),
+    ] {
+        app.post(
+            &format!("/admin/queues/{queue}/jobs"),
+            &queues_only,
+            json!({ "jobs": [{ "kind": kind, "payload": {} }] }),
+        )
+        .await
+        .expect(202);
+    }
+}
+
+#[tokio::test]
 async fn business_metrics_serve_the_daily_rollup() {
     let app = spawn_app_with(|c| c.worker_poll_ms = 20).await;
     let key = &app.a.key;

@@ -581,3 +581,41 @@ async fn a_voice_session_closes_when_its_token_expires_or_its_key_is_revoked() {
     assert_eq!(closed.code, CloseCode::Policy);
     assert!(closed.reason.contains("expired"), "{}", closed.reason);
 }
+
+#[tokio::test]
+async fn a_key_holds_at_most_its_share_of_voice_sessions() {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let app = spawn_app_with(|config| {
+        config.voice_max_sessions_per_key = 2;
+        config.voice_max_sessions_per_tenant = 10;
+    })
+    .await;
+    let open = |name: &'static str| {
+        let mut request = format!("ws://{}/voice/{name}", app.address)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("x-tenant-key", app.a.key.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let (first, _) = open("one").await.expect("within the cap");
+    let (_second, _) = open("two").await.expect("within the cap");
+    match open("three").await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("a third session was not refused: {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    let mut reopened = false;
+    for _ in 0..100 {
+        if open("three").await.is_ok() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reopened, "the closed session's place was never freed");
+}

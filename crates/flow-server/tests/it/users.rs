@@ -8,7 +8,7 @@ use flow_store::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{send, spawn_app, spawn_app_with, TestApp};
 
 fn access(session: &Value) -> &str {
     session["accessToken"].as_str().expect("accessToken")
@@ -682,6 +682,58 @@ async fn the_dashboard_is_served_from_the_binary() {
         total += body.len();
     }
     assert!(total < 300 * 1024, "the dashboard weighs {total} bytes");
+}
+
+#[tokio::test]
+async fn a_key_hands_on_no_more_apps_or_rate_than_it_has_and_revokes_only_what_it_covers() {
+    let app = spawn_app().await;
+    let narrow = app
+        .key_for_a(KeySpec {
+            name: "crm key admin".into(),
+            permissions: vec!["admin:keys".into(), "read:leads".into()],
+            allowed_apps: vec!["crm-web".into()],
+            rate_limit_per_minute: 10,
+        })
+        .await;
+    let create = |body: Value| {
+        app.client
+            .post(app.url("/api-keys"))
+            .header("x-tenant-key", &narrow)
+            .header("x-source-app", "crm-web")
+            .json(&body)
+    };
+    for wider in [
+        json!({ "name": "any app", "permissions": ["read:leads"] }),
+        json!({ "name": "other app", "permissions": ["read:leads"], "allowedApps": ["flow-web"] }),
+        json!({ "name": "faster", "permissions": ["read:leads"], "allowedApps": ["crm-web"], "rateLimitPerMinute": 1000000 }),
+    ] {
+        send(create(wider.clone()))
+            .await
+            .expect_error(403, "permission_denied");
+    }
+    send(create(json!({ "name": "same", "permissions": ["read:leads"], "allowedApps": ["crm-web"], "rateLimitPerMinute": 10 })))
+        .await
+        .expect(201);
+
+    // Revoking needs the target's grants: a key with admin:keys and read:leads cannot
+    // revoke a `*` key, but can revoke one it covers.
+    let key_admin = app
+        .key_for_a(KeySpec {
+            name: "key admin".into(),
+            permissions: vec!["admin:keys".into(), "read:leads".into()],
+            allowed_apps: vec!["*".into()],
+            rate_limit_per_minute: 1000,
+        })
+        .await;
+    let strong = app.key_id(&app.a.key).await;
+    app.delete(&format!("/api-keys/{strong}"), &key_admin)
+        .await
+        .expect_error(403, "permission_denied");
+    app.get("/leads", &app.a.key).await.expect(200);
+    let covered = app.key_id(&narrow).await;
+    app.delete(&format!("/api-keys/{covered}"), &key_admin)
+        .await
+        .expect(204);
 }
 
 #[tokio::test]
