@@ -54,11 +54,14 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let resolved =
-        match resolve_headers(&auth, request.headers(), presented(request.headers())).await {
-            Ok(resolved) => resolved,
-            Err(error) => return error.into_response(),
-        };
+    let resolved = match presented(request.headers()) {
+        Ok(presented) => resolve_headers(&auth, request.headers(), presented).await,
+        Err(error) => Err(error),
+    };
+    let resolved = match resolved {
+        Ok(resolved) => resolved,
+        Err(error) => return error.into_response(),
+    };
     let (caller, decision) = match admit(&auth, resolved) {
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
@@ -76,6 +79,8 @@ pub async fn resolve_headers(
     headers: &HeaderMap,
     presented: Presented,
 ) -> Result<ResolvedCaller, HttpError> {
+    once(headers, header::AUTHORIZATION.as_str())?;
+    once(headers, "x-tenant-key")?;
     let bearer = bearer_token(headers)?;
     let key = headers
         .get("x-tenant-key")
@@ -141,18 +146,51 @@ pub fn admit(
 }
 
 /// What a request says about itself besides its credential.
-pub fn presented(headers: &HeaderMap) -> Presented {
+pub fn presented(headers: &HeaderMap) -> Result<Presented, HttpError> {
     // A header that is not text is passed on as empty, so it fails validation.
-    let text = |name: &str| {
-        headers
+    let text = |name: &str| -> Result<Option<String>, HttpError> {
+        once(headers, name)?;
+        Ok(headers
             .get(name)
-            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .map(|v| v.to_str().unwrap_or_default().to_owned()))
     };
-    Presented {
-        source_app: text("x-source-app"),
-        claimed_tenant: text("x-tenant-id"),
-        request_id: text("x-request-id"),
+    Ok(Presented {
+        source_app: text("x-source-app")?,
+        claimed_tenant: text("x-tenant-id")?,
+        request_id: text("x-request-id")?,
+    })
+}
+
+/// Refuses a header sent more than once: which copy counts would be a guess, and a check
+/// of the first copy would not bind the second.
+fn once(headers: &HeaderMap, name: &str) -> Result<(), HttpError> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(HttpError::new(
+            ErrorCode::BadRequest,
+            format!("send the {name} header once"),
+        ));
     }
+    Ok(())
+}
+
+/// Keeps a client's `x-request-id` only if it is a plain identifier of at most 128
+/// characters; any other is dropped, so Flow generates one. The id is echoed in
+/// responses and stored in the audit trail, where markup or 60,000 characters do harm.
+pub async fn sanitize_request_id(mut request: Request) -> Request {
+    let valid = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let headers = request.headers_mut();
+    let all: Vec<&HeaderValue> = headers.get_all("x-request-id").iter().collect();
+    if all.len() != 1 || !valid(all[0]) {
+        headers.remove("x-request-id");
+    }
+    request
 }
 
 /// The token of an `Authorization: Bearer` header, if one was sent.

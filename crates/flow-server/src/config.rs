@@ -79,6 +79,8 @@ pub struct Config {
     pub voice_max_audio_secs: u64,
     pub voice_max_sessions_per_key: usize,
     pub voice_max_sessions_per_tenant: usize,
+    pub voice_max_buffered_mib: usize,
+    pub voice_utterance_timeout_secs: u64,
     pub voice_llm_fallback: bool,
 }
 
@@ -138,6 +140,8 @@ const SETTINGS: &[&str] = &[
     "voice_max_audio_secs",
     "voice_max_sessions_per_key",
     "voice_max_sessions_per_tenant",
+    "voice_max_buffered_mib",
+    "voice_utterance_timeout_secs",
     "voice_llm_fallback",
 ];
 
@@ -275,8 +279,10 @@ impl Config {
             || self.ws_max_sockets_per_tenant == 0
             || self.voice_max_sessions_per_key == 0
             || self.voice_max_sessions_per_tenant == 0
+            || self.voice_max_buffered_mib == 0
+            || self.voice_utterance_timeout_secs == 0
         {
-            bail!("ws_max_sockets_per_* and voice_max_sessions_per_* must be positive");
+            bail!("ws_max_sockets_per_*, voice_max_sessions_per_*, voice_max_buffered_mib and voice_utterance_timeout_secs must be positive");
         }
         if self.ws_send_timeout_secs == 0 || self.event_retention_hours == 0 {
             bail!("ws_send_timeout_secs and event_retention_hours must be positive");
@@ -356,6 +362,11 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("flow.db").display()))
+    }
+
+    /// The database URL with its password replaced by `***`, for output and logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact(&self.database_url())
     }
 }
 

@@ -172,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(config, args.demo).await,
         Command::Migrate => {
             open_store(&config).await?;
-            println!("database is up to date: {}", config.database_url());
+            println!("database is up to date: {}", config.database_url_redacted());
             Ok(())
         }
         Command::Tenant(command) => tenant(config, command).await,

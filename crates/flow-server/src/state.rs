@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::AuthState,
     config::Config,
-    gateway::{hub::Hub, open_sockets::OpenSockets},
+    gateway::{hub::Hub, open_sockets::OpenSockets, voice_session::AudioBudget},
     metrics::Metrics,
     ratelimit::RateLimiter,
 };
@@ -32,6 +32,8 @@ pub struct AppState {
     pub sockets: Arc<OpenSockets>,
     /// Open voice sessions (`/voice/{id}`), each holding audio, per credential and tenant.
     pub voice_sessions: Arc<OpenSockets>,
+    /// Audio the voice sessions buffer, all together.
+    pub voice_audio: Arc<AudioBudget>,
     /// Wakes idle queue workers when jobs are enqueued.
     pub work_signal: WorkSignal,
     /// Speech-to-text and text-to-speech for the voice agent.
@@ -97,6 +99,7 @@ impl AppState {
             config.voice_max_sessions_per_key,
             config.voice_max_sessions_per_tenant,
         );
+        let voice_audio = AudioBudget::new(config.voice_max_buffered_mib.saturating_mul(1 << 20));
         Ok(Self {
             speech,
             voice_llm,
@@ -108,6 +111,7 @@ impl AppState {
             hub,
             sockets,
             voice_sessions,
+            voice_audio,
             work_signal: WorkSignal::default(),
             secret,
             shutdown,

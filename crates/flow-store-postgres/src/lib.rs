@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_key_notices.sql"),
     include_str!("../migrations/0006_stable_job_plans.sql"),
     include_str!("../migrations/0007_job_owner.sql"),
+    include_str!("../migrations/0008_functions_not_public.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).

@@ -32,6 +32,34 @@ async fn postgres_passes_the_conformance_story() {
     store.close().await;
 }
 
+#[tokio::test]
+async fn no_flow_function_is_executable_by_every_role() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let mut admin = PgConnection::connect(&db.admin_url).await.unwrap();
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'flow\\_%'
+           AND p.proname <> 'flow_current_tenant'
+           AND has_function_privilege('public', p.oid, 'EXECUTE')",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(open.is_empty(), "executable by PUBLIC: {open:?}");
+    // The serving role still has what it needs.
+    let granted: bool = sqlx::query_scalar(
+        "SELECT has_function_privilege('flow_app', 'flow_user_memberships(uuid)', 'EXECUTE')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(granted);
+    admin.close().await.ok();
+}
+
 /// Two tenants with one lead each, written through the store as the app role.
 async fn two_tenants_with_leads(store: &PgStore) -> (TenantId, TenantId) {
     let a = store.create_tenant("A", "rls-a").await.unwrap().id;

@@ -168,6 +168,7 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(middleware::map_request(auth::sanitize_request_id))
         .with_state(state)
 }
 

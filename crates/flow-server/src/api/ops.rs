@@ -40,9 +40,8 @@ impl FromRequestParts<AppState> for OptionalCaller {
         if !parts.headers.contains_key("x-tenant-key") {
             return Ok(Self(None));
         }
-        let resolved =
-            auth::resolve_headers(&state.auth, &parts.headers, auth::presented(&parts.headers))
-                .await?;
+        let presented = auth::presented(&parts.headers)?;
+        let resolved = auth::resolve_headers(&state.auth, &parts.headers, presented).await?;
         Ok(Self(Some(resolved.caller)))
     }
 }

@@ -5,7 +5,7 @@ pub mod hub;
 pub mod open_sockets;
 pub mod protocol;
 mod socket;
-mod voice_session;
+pub(crate) mod voice_session;
 
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ impl FromRequestParts<AppState> for SocketCaller {
             .map_err(|e: QueryRejection| {
                 refuse(HttpError::new(ErrorCode::InvalidQuery, e.body_text()))
             })?;
-        let mut presented = auth::presented(&parts.headers);
+        let mut presented = auth::presented(&parts.headers).map_err(refuse)?;
         if presented.source_app.is_none() {
             presented.source_app = params.app.clone();
         }

@@ -31,6 +31,38 @@ use crate::{
 /// Audio one utterance may stream in (30 s of 48 kHz WAV is ~2.8 MB).
 const MAX_UTTERANCE_BYTES: usize = 8 * 1024 * 1024;
 
+/// Audio buffered by all of the process's voice sessions together, so that many sessions
+/// that never end their utterances cannot exhaust memory.
+pub struct AudioBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl AudioBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            limit,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Takes `bytes` from the budget, unless that would overdraw it.
+    fn take(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Frames a client sends.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -104,6 +136,34 @@ struct Pending {
     format: String,
     query: AudioQuery,
     audio: Vec<u8>,
+    /// `audio`'s share of the process-wide budget, held until the utterance is answered
+    /// or given up.
+    reserved: Reservation,
+    /// When the utterance is given up if `end` has not come.
+    deadline: tokio::time::Instant,
+}
+
+/// Bytes taken from an [`AudioBudget`]; given back when dropped.
+struct Reservation {
+    budget: std::sync::Arc<AudioBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Takes `bytes` more, unless that would overdraw the budget.
+    fn grow(&mut self, bytes: usize) -> bool {
+        let taken = self.budget.take(bytes);
+        if taken {
+            self.bytes += bytes;
+        }
+        taken
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
 }
 
 impl Session {
@@ -153,6 +213,15 @@ impl Session {
                     }
                     continue;
                 }
+                () = utterance_deadline(self.pending.as_ref()), if self.pending.is_some() => {
+                    // An utterance that never ends would hold its audio for good.
+                    self.pending = None;
+                    let reply = error("utterance_timeout", "the utterance did not end in time; start again");
+                    if socket.send(reply).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 message = socket.recv() => message,
             };
             let Some(Ok(message)) = message else { return };
@@ -184,6 +253,13 @@ impl Session {
                 "the utterance is too large; start again",
             )];
         }
+        if !pending.reserved.grow(chunk.len()) {
+            self.pending = None;
+            return vec![error(
+                "server_busy",
+                "the server holds as much audio as it may; send the utterance again shortly",
+            )];
+        }
         pending.audio.extend_from_slice(chunk);
         Vec::new()
     }
@@ -208,6 +284,12 @@ impl Session {
                         run_async: None,
                     },
                     audio: Vec::new(),
+                    reserved: Reservation {
+                        budget: self.state.voice_audio.clone(),
+                        bytes: 0,
+                    },
+                    deadline: tokio::time::Instant::now()
+                        + Duration::from_secs(self.state.config.voice_utterance_timeout_secs),
                 });
                 vec![text(json!({ "type": "listening" }))]
             }
@@ -294,6 +376,14 @@ impl Session {
             }
         }
         out
+    }
+}
+
+/// Fires when the pending utterance's time is up; never without one.
+async fn utterance_deadline(pending: Option<&Pending>) {
+    match pending {
+        Some(pending) => tokio::time::sleep_until(pending.deadline).await,
+        None => std::future::pending().await,
     }
 }
 

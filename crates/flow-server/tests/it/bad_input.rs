@@ -284,3 +284,52 @@ async fn bad_input_is_a_4xx_with_a_code_and_changes_nothing() {
     );
     assert_eq!(app.list_all("/audit", key).await.len(), audit_before);
 }
+
+#[tokio::test]
+async fn a_security_header_sent_twice_is_refused() {
+    let app = spawn_app().await;
+    let a_tenant = app.a.tenant.id.to_string();
+    let b_tenant = app.b.tenant.id.to_string();
+    for (name, first, second) in [
+        ("x-source-app", "api", "crm-web"),
+        ("x-tenant-id", a_tenant.as_str(), b_tenant.as_str()),
+        ("x-tenant-key", app.a.key.as_str(), app.b.key.as_str()),
+    ] {
+        let mut request = app.client.get(app.url("/leads"));
+        if name != "x-tenant-key" {
+            request = request.header("x-tenant-key", &app.a.key);
+        }
+        let reply = send(request.header(name, first).header(name, second)).await;
+        assert_eq!(reply.status, 400, "{name}: {}", reply.body);
+        assert_eq!(reply.code(), "bad_request", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_that_is_not_a_plain_identifier_is_replaced() {
+    let app = spawn_app().await;
+    let create = |id: String| {
+        app.client
+            .post(app.url("/leads"))
+            .header("x-tenant-key", &app.a.key)
+            .header("x-request-id", id)
+            .json(&serde_json::json!({"firstName": "Rid", "lastName": "Test", "source": "web"}))
+    };
+    for bad in ["<script>alert(1)</script>".to_owned(), "x".repeat(5000)] {
+        let reply = send(create(bad.clone())).await.expect(201);
+        let echoed = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(echoed, bad);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+        let audit = app
+            .get(
+                &format!("/audit?entityId={}", reply.body["id"].as_str().unwrap()),
+                &app.a.key,
+            )
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(audit["data"][0]["requestId"], echoed.as_str(), "{audit}");
+    }
+    let kept = send(create("order-42.retry:1".into())).await.expect(201);
+    assert_eq!(kept.headers["x-request-id"], "order-42.retry:1");
+}

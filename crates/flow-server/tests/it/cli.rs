@@ -657,3 +657,39 @@ async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() 
         String::from_utf8_lossy(&tampered.stderr)
     );
 }
+
+#[tokio::test]
+async fn migrate_does_not_print_the_database_password() {
+    let dir = workspace().await;
+    // On the PostgreSQL run the test server trusts local connections, so a password in
+    // the URL is accepted and ignored; on SQLite the URL has none to show.
+    if let Some(url) = crate::helpers::test_database_url().await {
+        let with_password = url.replacen("://flow_app@", "://flow_app:hunter2@", 1);
+        assert_ne!(with_password, url, "the test URL names flow_app: {url}");
+        std::fs::write(
+            dir.path().join("flow.toml"),
+            format!("database_url = {with_password:?}\n"),
+        )
+        .unwrap();
+    }
+    let printed = flow(dir.path(), &["migrate"]).await;
+    assert!(printed.contains("database is up to date"), "{printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    // Nor when the database cannot be reached.
+    let unreachable = flow_command(dir.path())
+        .args([
+            "--database-url",
+            "postgres://flow_owner:hunter2@127.0.0.1:9/flow",
+            "migrate",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unreachable.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&unreachable.stdout),
+        String::from_utf8_lossy(&unreachable.stderr)
+    );
+    assert!(!said.contains("hunter2"), "{said}");
+}

@@ -619,3 +619,95 @@ async fn a_key_holds_at_most_its_share_of_voice_sessions() {
     }
     assert!(reopened, "the closed session's place was never freed");
 }
+
+/// A voice session opened with the tenant A key, past its `ready` frame.
+async fn voice_session(
+    app: &TestApp,
+    name: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/voice/{name}", app.address)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-tenant-key", app.a.key.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let ready = socket.next().await.unwrap().unwrap();
+    assert!(ready.to_text().unwrap().contains("ready"));
+    socket
+}
+
+/// The next JSON frame of a voice session, within 10 s.
+async fn voice_frame(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures::StreamExt;
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame within 10 s")
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(frame.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn voice_sessions_share_one_audio_budget_and_an_unended_utterance_is_dropped() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app_with(|config| {
+        config.voice_max_buffered_mib = 1;
+        config.voice_utterance_timeout_secs = 1;
+    })
+    .await;
+    let start = || {
+        Message::Text(
+            json!({"type": "start", "format": "audio/wav"})
+                .to_string()
+                .into(),
+        )
+    };
+    let chunk = || Message::Binary(vec![0u8; 600 * 1024].into());
+    let mut first = voice_session(&app, "one").await;
+    let mut second = voice_session(&app, "two").await;
+    first.send(start()).await.unwrap();
+    assert_eq!(voice_frame(&mut first).await["type"], "listening");
+    first.send(chunk()).await.unwrap();
+    // Frames are handled in order: an answer to a bad frame means the chunk is counted.
+    first
+        .send(Message::Text(
+            json!({"type": "nonsense"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(voice_frame(&mut first).await["code"], "invalid_frame");
+    second.send(start()).await.unwrap();
+    assert_eq!(voice_frame(&mut second).await["type"], "listening");
+    // 600 KiB held by the first session: 600 more would pass the 1 MiB budget.
+    second.send(chunk()).await.unwrap();
+    let refused = voice_frame(&mut second).await;
+    assert_eq!(refused["code"], "server_busy", "{refused}");
+
+    // The first never sends `end`: after a second its utterance is dropped, and its
+    // audio with it.
+    let dropped = voice_frame(&mut first).await;
+    assert_eq!(dropped["code"], "utterance_timeout", "{dropped}");
+    first
+        .send(Message::Text(json!({"type": "end"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(voice_frame(&mut first).await["code"], "no_utterance");
+    // The budget is free again.
+    second.send(start()).await.unwrap();
+    assert_eq!(voice_frame(&mut second).await["type"], "listening");
+    second.send(chunk()).await.unwrap();
+    second
+        .send(Message::Text(json!({"type": "end"}).to_string().into()))
+        .await
+        .unwrap();
+    let answered = voice_frame(&mut second).await;
+    assert_ne!(answered["code"], "server_busy", "{answered}");
+}
