@@ -81,6 +81,8 @@ pub struct Config {
     pub voice_max_sessions_per_tenant: usize,
     pub voice_max_buffered_mib: usize,
     pub voice_utterance_timeout_secs: u64,
+    pub metrics_token: Option<String>,
+    pub metrics_tenant_label: bool,
     pub voice_llm_fallback: bool,
 }
 
@@ -142,6 +144,8 @@ const SETTINGS: &[&str] = &[
     "voice_max_sessions_per_tenant",
     "voice_max_buffered_mib",
     "voice_utterance_timeout_secs",
+    "metrics_token",
+    "metrics_tenant_label",
     "voice_llm_fallback",
 ];
 
@@ -239,6 +243,9 @@ impl Config {
         }
         if self.request_timeout_secs == 0 {
             bail!("request_timeout_secs must be positive");
+        }
+        if self.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
+            bail!("metrics_token must be at least 16 characters");
         }
         if self.http_header_timeout_ms < 100 {
             bail!("http_header_timeout_ms must be at least 100");
@@ -461,6 +468,32 @@ impl fmt::Debug for Config {
             .field("sphinx_bin", &self.sphinx_bin)
             .field("espeak_bin", &self.espeak_bin)
             .field("voice_max_audio_secs", &self.voice_max_audio_secs)
+            .field(
+                "voice_max_sessions_per_key",
+                &self.voice_max_sessions_per_key,
+            )
+            .field(
+                "voice_max_sessions_per_tenant",
+                &self.voice_max_sessions_per_tenant,
+            )
+            .field("voice_max_buffered_mib", &self.voice_max_buffered_mib)
+            .field(
+                "voice_utterance_timeout_secs",
+                &self.voice_utterance_timeout_secs,
+            )
+            .field("http_header_timeout_ms", &self.http_header_timeout_ms)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("ws_max_sockets_per_key", &self.ws_max_sockets_per_key)
+            .field("ws_max_sockets_per_tenant", &self.ws_max_sockets_per_tenant)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metrics_tenant_label", &self.metrics_tenant_label)
             .finish()
     }
 }

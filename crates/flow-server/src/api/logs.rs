@@ -45,6 +45,12 @@ pub struct EventLogPage {
     /// Pass as `since` for the next page: the last event this page covered, including
     /// events left out for want of a grant.
     pub next_since: i64,
+    /// Events after `since` were pruned (retention) before they could be read: the page
+    /// starts at `oldestSeq`, and state should be refetched over REST, as a socket's
+    /// `resync_required` says.
+    pub resync_required: bool,
+    /// The oldest event the log still holds.
+    pub oldest_seq: Option<i64>,
 }
 
 /// Read the tenant's event log in order, from `since` on.
@@ -76,6 +82,8 @@ async fn event_log(
     let mut tx = read(&*state.store, &caller).await?;
     let mut data = tx.list_events(since, limit).await?;
     let last_seq = tx.last_event_seq().await?;
+    let oldest_seq = tx.oldest_event_seq().await?;
+    let resync_required = since < last_seq && since + 1 < oldest_seq.unwrap_or(last_seq + 1);
     let next_since = data.last().map_or(since, |e| e.seq);
     // The same rule as the sockets': the grant to read the record, or the spec's
     // routing of the event to the caller's app.
@@ -89,6 +97,8 @@ async fn event_log(
         data,
         last_seq,
         next_since,
+        resync_required,
+        oldest_seq,
     }))
 }
 

@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
-    http::{HeaderName, HeaderValue, Method, StatusCode},
+    http::{header, HeaderName, HeaderValue, Method, StatusCode},
     middleware, Router,
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
@@ -143,7 +144,19 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", tenant_api)
         .merge(ops)
         .merge(crate::web::router())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(
+            // The API explorer runs inline scripts and styles of its own; nothing else may.
+            Router::from(SwaggerUi::new("/docs").url("/openapi.json", doc)).layer(
+                SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+                         style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                         frame-ancestors 'none'",
+                    ),
+                ),
+            ),
+        )
         .fallback(|| async { HttpError::new(ErrorCode::RouteNotFound, "no such route") })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -169,7 +182,23 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .layer(middleware::map_request(auth::sanitize_request_id))
+        // One set of browser protections on every response; the dashboard and the API
+        // explorer set their own content policy first.
+        .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(default_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(default_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(default_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        // Answers carry tenant data and, from sign-in, tokens: no cache may keep them.
+        .layer(default_header(header::CACHE_CONTROL, "no-store"))
         .with_state(state)
+}
+
+/// A response header for every answer that has not set its own.
+fn default_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth,
-    error::{ErrorBody, HttpError},
+    error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     state::AppState,
 };
 
@@ -134,12 +134,32 @@ async fn health(
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> HttpResult<impl IntoResponse> {
+    if let Some(token) = &state.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compared in constant time: the token is a secret.
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented.as_bytes(),
+            token.as_bytes(),
+        )) {
+            return Err(HttpError::new(
+                ErrorCode::InvalidToken,
+                "send the metrics token as Authorization: Bearer <token>",
+            ));
+        }
+    }
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
-    )
+    ))
 }

@@ -101,9 +101,13 @@ pub async fn serve(
             return;
         }
     };
-    let gauge = state
-        .metrics
-        .ws_connection_opened(&tenant.to_string(), &app);
+    // The tenant label names tenants by id to whoever reads /metrics: optional.
+    let tenant_label = if state.config.metrics_tenant_label {
+        tenant.to_string()
+    } else {
+        String::new()
+    };
+    let gauge = state.metrics.ws_connection_opened(&tenant_label, &app);
     let (sink, stream) = socket.split();
     let (control_tx, control_rx) = mpsc::channel(64);
     let writer = Writer {

@@ -155,3 +155,33 @@ async fn the_event_log_shows_only_what_the_callers_grants_let_it_read() {
     // Paging goes on past the events left out.
     assert_eq!(reply.body["nextSince"], everything["lastSeq"]);
 }
+
+#[tokio::test]
+async fn reading_the_log_from_before_pruned_events_says_so() {
+    let app = spawn_app().await;
+    app.create_lead(&app.a.key, "Old", None).await;
+    let before = app.get("/events/log", &app.a.key).await.expect(200).body;
+    assert_eq!(before["resyncRequired"], false, "{before}");
+    // Retention removes every event so far; new ones follow.
+    app.store
+        .prune_events(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    app.create_lead(&app.a.key, "New", None).await;
+    let after = app
+        .get("/events/log?since=0", &app.a.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(after["resyncRequired"], true, "{after}");
+    let oldest = after["oldestSeq"].as_i64().unwrap();
+    assert!(oldest > before["lastSeq"].as_i64().unwrap(), "{after}");
+    assert_eq!(after["data"][0]["seq"], oldest);
+    // Reading on from where the log now starts is no gap.
+    let on = app
+        .get(&format!("/events/log?since={}", oldest - 1), &app.a.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(on["resyncRequired"], false, "{on}");
+}

@@ -231,3 +231,55 @@ async fn metrics_pass_promtool_check() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn metrics_can_require_a_token_and_leave_tenants_unnamed() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.metrics_token = Some("scrape-token-0123456789".into());
+        c.metrics_tenant_label = false;
+    })
+    .await;
+    let scrape = |token: Option<&str>| {
+        let mut request = app.client.get(app.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        crate::helpers::send(request)
+    };
+    scrape(None).await.expect_error(401, "invalid_token");
+    scrape(Some("wrong-token-0123456789"))
+        .await
+        .expect_error(401, "invalid_token");
+    // An open socket shows in the gauge without its tenant's id.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/events",
+            app.address
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-tenant-key", app.a.key.parse().unwrap());
+    let (_socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut text = String::new();
+    for _ in 0..50 {
+        let reply = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth("scrape-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        text = reply.text().await.unwrap();
+        if text.contains("websocket_connections_active{") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(text.contains(r#"tenant_id="""#), "{text}");
+    assert!(
+        !text.contains(&app.a.tenant.id.to_string()),
+        "the tenant id is shown"
+    );
+}

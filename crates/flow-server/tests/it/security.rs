@@ -220,3 +220,49 @@ async fn incidents_resolve_and_stay_within_their_tenant() {
     .await
     .expect_error(403, "permission_denied");
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_same_browser_protections() {
+    let app = spawn_app().await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", flow_store::Role::User)
+        .await;
+    let login = app.login("ada@example.com", &password).await.expect(200);
+    assert_eq!(login.headers["cache-control"], "no-store");
+    for path in [
+        "/health",
+        "/leads",
+        "/docs/",
+        "/",
+        "/openapi.json",
+        "/no-such-route",
+    ] {
+        let reply = send(
+            app.client
+                .get(app.url(path))
+                .header("x-tenant-key", &app.a.key),
+        )
+        .await;
+        let headers = &reply.headers;
+        for (name, value) in [
+            ("x-content-type-options", Some("nosniff")),
+            ("x-frame-options", Some("DENY")),
+            ("referrer-policy", Some("no-referrer")),
+            ("content-security-policy", None),
+        ] {
+            let got = headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{path}: no {name}"));
+            if let Some(value) = value {
+                assert_eq!(got, value, "{path}: {name}");
+            }
+            assert!(
+                headers["content-security-policy"]
+                    .to_str()
+                    .unwrap()
+                    .contains("frame-ancestors 'none'"),
+                "{path}"
+            );
+        }
+    }
+}

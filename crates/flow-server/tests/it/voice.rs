@@ -416,3 +416,28 @@ async fn the_model_fallback_handles_what_the_parser_cannot_and_is_checked() {
     }
     assert_eq!(app.list_all("/leads", key).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_command_about_a_lead_that_is_not_there_does_not_report_success() {
+    let app = spawn_app().await;
+    let key = &app.a.key;
+    for text in [
+        "sæt Nobody Atall til kontaktet",
+        "assign Nobody Atall to Peter",
+    ] {
+        let answer = say(&app, key, json!({ "text": text })).await;
+        assert_eq!(answer["success"], false, "{answer}");
+        assert_eq!(answer["executed"], false, "{answer}");
+        assert!(answer["data"]["notFound"].is_string(), "{answer}");
+    }
+    // Nothing was announced as executed.
+    let log = app.get("/events/log", key).await.expect(200).body;
+    assert!(
+        log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event"]["type"] != "VOICE_COMMAND_EXECUTED"),
+        "{log}"
+    );
+}

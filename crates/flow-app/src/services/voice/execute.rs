@@ -31,10 +31,13 @@ pub(super) async fn run(
         return Ok(answer);
     }
     let (data, said) = execute(store, caller, &command, now).await?;
+    // A command about a lead or contact that is not there changed nothing.
+    let found = data.get("notFound").is_none();
     answer.data = data;
     answer.reply = said;
-    answer.executed = true;
-    if mode == Mode::Execute {
+    answer.success = found;
+    answer.executed = found;
+    if mode == Mode::Execute && found {
         announce(store, caller, &command, &parameters).await?;
     }
     Ok(answer)
@@ -143,6 +146,15 @@ pub(super) async fn find_lead(
 }
 
 /// Runs the command; returns its data and the sentence to say.
+/// The answer to a command whose lead or contact is not there: `data` names what was
+/// looked for, and the command counts as not executed.
+fn nothing_found(lang: Language, target: &str) -> (Value, String) {
+    (
+        json!({ "notFound": target }),
+        reply::not_found(lang, target),
+    )
+}
+
 pub(super) async fn execute(
     store: &dyn Store,
     caller: &Caller,
@@ -188,7 +200,7 @@ pub(super) async fn execute(
                     let said = reply::lead_status(lang, &lead_name(&lead), lead.status.as_str());
                     Ok((to_json(&lead)?, said))
                 }
-                None => Ok((Value::Null, reply::not_found(lang, target))),
+                None => Ok(nothing_found(lang, target)),
             }
         }
         CommandName::CreateLead => {
@@ -217,7 +229,7 @@ pub(super) async fn execute(
             let target = text(p, "target").unwrap_or_default();
             let status = status_of(p)?.ok_or_else(|| ApiError::validation("status is required"))?;
             let Some(lead) = find_lead(store, caller, target).await? else {
-                return Ok((Value::Null, reply::not_found(lang, target)));
+                return Ok(nothing_found(lang, target));
             };
             let lead = leads::change_status(
                 store,
@@ -239,7 +251,7 @@ pub(super) async fn execute(
                 Some(name) => name.to_owned(),
             };
             let Some(lead) = find_lead(store, caller, target).await? else {
-                return Ok((Value::Null, reply::not_found(lang, target)));
+                return Ok(nothing_found(lang, target));
             };
             let lead = leads::assign(
                 store,
@@ -274,7 +286,7 @@ pub(super) async fn execute(
             let target = text(p, "target")
                 .ok_or_else(|| ApiError::validation("say who the activity is about"))?;
             let Some(lead) = find_lead(store, caller, target).await? else {
-                return Ok((Value::Null, reply::not_found(lang, target)));
+                return Ok(nothing_found(lang, target));
             };
             let activity = activities::create(
                 store,
@@ -427,7 +439,7 @@ pub(super) async fn schedule_meeting(
         (None, None) => return Err(ApiError::validation("say when the meeting is")),
     };
     let Some(lead) = find_lead(store, caller, with).await? else {
-        return Ok((Value::Null, reply::not_found(lang, with)));
+        return Ok(nothing_found(lang, with));
     };
     let minutes = p
         .get("duration_minutes")
