@@ -82,6 +82,7 @@ pub struct Config {
     pub voice_max_buffered_mib: usize,
     pub voice_utterance_timeout_secs: u64,
     pub metrics_token: Option<String>,
+    pub backups_kept: usize,
     pub metrics_tenant_label: bool,
     pub voice_llm_fallback: bool,
 }
@@ -145,6 +146,7 @@ const SETTINGS: &[&str] = &[
     "voice_max_buffered_mib",
     "voice_utterance_timeout_secs",
     "metrics_token",
+    "backups_kept",
     "metrics_tenant_label",
     "voice_llm_fallback",
 ];
@@ -243,6 +245,9 @@ impl Config {
         }
         if self.request_timeout_secs == 0 {
             bail!("request_timeout_secs must be positive");
+        }
+        if self.backups_kept == 0 {
+            bail!("backups_kept must be at least 1");
         }
         if self.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
             bail!("metrics_token must be at least 16 characters");
@@ -494,6 +499,7 @@ impl fmt::Debug for Config {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("metrics_tenant_label", &self.metrics_tenant_label)
+            .field("backups_kept", &self.backups_kept)
             .finish()
     }
 }

@@ -124,11 +124,12 @@ impl Server {
 fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut worker = flow_jobs::Worker::new(
         state.store.clone(),
-        flow_app::processors::registry(
-            state.config.data_dir.clone(),
-            flow_outbound::LlmClient::from_config(&state.config.llm()),
-            state.speech.clone(),
-        ),
+        flow_app::processors::registry(flow_app::processors::ProcessorSettings {
+            data_dir: state.config.data_dir.clone(),
+            backups_kept: state.config.backups_kept,
+            llm: flow_outbound::LlmClient::from_config(&state.config.llm()),
+            speech: state.speech.clone(),
+        }),
         std::sync::Arc::new(flow_jobs::SystemClock),
         state.metrics.jobs.clone(),
     );

@@ -179,6 +179,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Key(command) => key(config, command).await,
         Command::User(command) => user(config, command).await,
         Command::Restore { tenant, file } => {
+            // A backup job names its file relative to the data directory.
+            let file = if file.is_relative() && !file.exists() {
+                config.data_dir.join(&file)
+            } else {
+                file
+            };
             let store = open_store(&config).await?;
             let target = tenants::find_tenant(&*store, &tenant)
                 .await

@@ -84,6 +84,36 @@ fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
+/// The database holds personal data and key hashes: only Flow's user may read it. SQLite
+/// gives the WAL and shared-memory files the database file's mode, so creating that one
+/// as 0600 (or tightening it) covers all three; the directory becomes 0700.
+#[cfg(unix)]
+fn keep_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 impl Pool {
     pub fn open(
         path: &Path,
@@ -96,6 +126,8 @@ impl Pool {
                 StoreError::Unavailable(format!("creating {}: {e}", parent.display()))
             })?;
         }
+        keep_private(path)
+            .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))?;
         // The writer first: it creates the file and switches it to WAL.
         let writer = open_connection(path, false).map_err(map_err)?;
         let readers = (0..readers)

@@ -53,9 +53,10 @@ pub async fn start(
     crate::jobs::start(store, signal, caller, request, AuditAction::BackupStart).await
 }
 
-/// Writes backups under `<data_dir>/backups/<tenant>/`.
+/// Writes backups under `<data_dir>/backups/<tenant>/`, keeping the newest `kept`.
 pub struct ExportTenant {
     pub data_dir: PathBuf,
+    pub kept: usize,
 }
 
 #[async_trait]
@@ -65,7 +66,7 @@ impl Processor for ExportTenant {
             .data_dir
             .join("backups")
             .join(job.tenant_id.to_string());
-        std::fs::create_dir_all(&dir)
+        private_dir(&dir)
             .map_err(|e| JobError::Retryable(format!("creating {}: {e}", dir.display())))?;
         // One file per run; a re-run of the same job overwrites its own file.
         let path = dir.join(format!("{}.jsonl", job.id));
@@ -146,8 +147,12 @@ impl Processor for ExportTenant {
         )
         .map_err(|e| JobError::Retryable(e.to_string()))?;
 
+        prune_backups(&dir, self.kept)
+            .map_err(|e| JobError::Retryable(format!("pruning {}: {e}", dir.display())))?;
+        // Relative to the data directory: the server's own layout is not the client's business.
+        let shown = path.strip_prefix(&self.data_dir).unwrap_or(&path);
         let result =
-            json!({ "path": path, "sha256": checksum, "bytes": out.len(), "counts": counts });
+            json!({ "path": shown, "sha256": checksum, "bytes": out.len(), "counts": counts });
         let caller = Caller::system(job.tenant_id);
         let mut work = Work::begin(&**store, &caller)
             .await
@@ -185,12 +190,54 @@ fn checksum_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes to a temporary name and renames, so a crash never leaves half a file.
+/// Deletes all but the newest `kept` backups in `dir` (with their checksum files), so
+/// backups cannot fill the disk.
+fn prune_backups(dir: &Path, kept: usize) -> std::io::Result<()> {
+    let mut backups = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            backups.push((entry.metadata()?.modified()?, path));
+        }
+    }
+    backups.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    for (_, path) in backups.into_iter().skip(kept.max(1)) {
+        std::fs::remove_file(checksum_path(&path)).or_else(ignore_missing)?;
+        std::fs::remove_file(&path).or_else(ignore_missing)?;
+    }
+    Ok(())
+}
+
+fn ignore_missing(error: std::io::Error) -> std::io::Result<()> {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// Creates `dir` and its missing parents readable by Flow's user only (0700): backups hold
+/// personal data.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes to a temporary name and renames, so a crash never leaves half a file; the file
+/// is readable by Flow's user only (0600).
 fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".partial");
     let temporary = PathBuf::from(temporary);
-    let mut file = std::fs::File::create(&temporary)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
     file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
@@ -350,4 +397,38 @@ impl Renumbering {
 fn retenant(mut row: Value, tenant: TenantId) -> Value {
     row["tenantId"] = json!(tenant);
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_backups_are_kept_with_their_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = dir.path().join("backups").join("tenant");
+        private_dir(&backups).unwrap();
+        for n in 1..=4 {
+            let path = backups.join(format!("0{n}.jsonl"));
+            write_file(&path, b"{}\n").unwrap();
+            write_file(&checksum_path(&path), b"sum\n").unwrap();
+        }
+        prune_backups(&backups, 2).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["03.jsonl", "03.jsonl.sha256", "04.jsonl", "04.jsonl.sha256"]
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&backups), 0o700);
+            assert_eq!(mode(&backups.join("04.jsonl")), 0o600);
+        }
+    }
 }

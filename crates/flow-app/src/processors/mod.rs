@@ -18,8 +18,25 @@ use flow_outbound::{speech::SpeechServices, LlmClient, OutboundError};
 
 use crate::jobs::JobKind;
 
-/// Flow's processors; backups are written under `data_dir`; chat jobs need an LLM client.
-pub fn registry(data_dir: PathBuf, llm: Option<LlmClient>, speech: SpeechServices) -> Processors {
+/// What the processors need from the server's settings.
+pub struct ProcessorSettings {
+    /// Backups are written under `<data_dir>/backups/`.
+    pub data_dir: PathBuf,
+    /// Backup files kept per tenant; older ones are deleted after each export.
+    pub backups_kept: usize,
+    /// Chat jobs run only with a client.
+    pub llm: Option<LlmClient>,
+    pub speech: SpeechServices,
+}
+
+/// Flow's processors.
+pub fn registry(settings: ProcessorSettings) -> Processors {
+    let ProcessorSettings {
+        data_dir,
+        backups_kept,
+        llm,
+        speech,
+    } = settings;
     let mut processors = Processors::default().with_ping();
     let mut register = |kind: JobKind, processor: Arc<dyn flow_jobs::Processor>| {
         processors.register(kind.queue(), kind.as_str(), processor);
@@ -36,7 +53,13 @@ pub fn registry(data_dir: PathBuf, llm: Option<LlmClient>, speech: SpeechService
         register(JobKind::Chat, Arc::new(chat::Chat { client }));
     }
     register(JobKind::Rollup, Arc::new(analytics::Rollup));
-    register(JobKind::Export, Arc::new(backup::ExportTenant { data_dir }));
+    register(
+        JobKind::Export,
+        Arc::new(backup::ExportTenant {
+            data_dir,
+            kept: backups_kept,
+        }),
+    );
     register(JobKind::ImportLeads, Arc::new(import::ImportLeads));
     register(JobKind::Scan, Arc::new(compliance::ComplianceScan));
     register(JobKind::LeadQualified, Arc::new(followups::LeadFollowUp));

@@ -610,9 +610,22 @@ async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() 
     );
     let path = job["result"]["path"].as_str().unwrap().to_owned();
     assert!(
-        path.starts_with(&dir.path().display().to_string()),
-        "under the data dir: {path}"
+        path.starts_with("backups/"),
+        "relative to the data dir, not the server's layout: {path}"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let file = dir.path().join(&path);
+        assert_eq!(mode(&file), 0o600, "the backup file");
+        assert_eq!(mode(file.parent().unwrap()), 0o700, "the backup directory");
+        if crate::helpers::test_database_url().await.is_none() {
+            assert_eq!(mode(&dir.path().join("flow.db")), 0o600, "the database");
+            assert_eq!(mode(&dir.path().join("flow.db-wal")), 0o600, "the WAL");
+            assert_eq!(mode(dir.path()), 0o700, "the data directory");
+        }
+    }
     let log: Value = client
         .get(format!("{}/events/log?limit=1000", server.url))
         .header("x-tenant-key", &key)
@@ -642,9 +655,10 @@ async fn a_backup_restores_into_an_empty_tenant_and_a_tampered_one_is_refused() 
     assert!(!again.status.success());
 
     flow(dir.path(), &["tenant", "create", "Third"]).await;
-    let mut contents = std::fs::read_to_string(&path).unwrap();
+    let file = dir.path().join(&path);
+    let mut contents = std::fs::read_to_string(&file).unwrap();
     contents = contents.replacen("B1", "X1", 1);
-    std::fs::write(&path, contents).unwrap();
+    std::fs::write(&file, contents).unwrap();
     let tampered = flow_command(dir.path())
         .args(["restore", "--tenant", "third", &path])
         .output()
