@@ -246,7 +246,7 @@ mem_gib=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Uncommitted changes to tracked files mean the numbers are not those of $commit.
-if [[ $commit != unknown ]] && ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then
+if [[ $commit != unknown ]] && ! git -C "$ROOT" diff --quiet HEAD -- . ':(exclude)bench/RESULTS.md' 2>/dev/null; then
     commit+=" (with uncommitted changes)"
 fi
 

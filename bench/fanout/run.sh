@@ -55,7 +55,7 @@ if [[ ! -d $HERE/node_modules/socket.io || ! -d $HERE/node_modules/ws ]]; then
 fi
 
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ $COMMIT != unknown ]] && ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then
+if [[ $COMMIT != unknown ]] && ! git -C "$ROOT" diff --quiet HEAD -- . ':(exclude)bench/RESULTS.md' 2>/dev/null; then
     COMMIT+=" (with uncommitted changes)"
 fi
 

@@ -100,7 +100,7 @@ elif [[ -z ${FLOW_BIN:-} ]]; then
     (cd "$ROOT" && cargo build --release -p flow-server)
     FLOW_BIN="$ROOT/target/release/flow"
     FLOW_BIN_DESC="target/release/flow of the work tree"
-    git -C "$ROOT" diff --quiet HEAD 2>/dev/null || COMMIT+=" (with uncommitted changes)"
+    git -C "$ROOT" diff --quiet HEAD -- . ':(exclude)bench/RESULTS.md' 2>/dev/null || COMMIT+=" (with uncommitted changes)"
 elif [[ -n ${FLOW_REF:-} ]]; then
     # FLOW_BIN and FLOW_REF together: the caller states FLOW_BIN is a build of FLOW_REF.
     COMMIT=$(git -C "$ROOT" rev-parse --short "$FLOW_REF^{commit}") || die "unknown FLOW_REF $FLOW_REF"
