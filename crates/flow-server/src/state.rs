@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::AuthState,
     config::Config,
-    gateway::{hub::Hub, open_sockets::OpenSockets, voice_session::AudioBudget},
+    gateway::{audio_budget::AudioBudget, hub::Hub, open_sockets::OpenSockets},
     metrics::Metrics,
     ratelimit::RateLimiter,
 };

@@ -1,11 +1,12 @@
 //! The real-time gateway: `GET /events` upgrades to a WebSocket that pushes the tenant's
 //! events, routed by rooms, with gap-free resume from the durable event log.
 
+pub mod audio_budget;
 pub mod hub;
 pub mod open_sockets;
 pub mod protocol;
 mod socket;
-pub(crate) mod voice_session;
+mod voice_session;
 
 use std::time::Duration;
 

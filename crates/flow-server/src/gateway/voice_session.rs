@@ -21,7 +21,7 @@ use flow_store::ConversationId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::SocketCaller;
+use super::{audio_budget::AudioBudget, SocketCaller};
 use crate::{
     error::{ErrorBody, ErrorCode, HttpError, HttpResult},
     extract::ApiPath,
@@ -30,38 +30,6 @@ use crate::{
 
 /// Audio one utterance may stream in (30 s of 48 kHz WAV is ~2.8 MB).
 const MAX_UTTERANCE_BYTES: usize = 8 * 1024 * 1024;
-
-/// Audio buffered by all of the process's voice sessions together, so that many sessions
-/// that never end their utterances cannot exhaust memory.
-pub struct AudioBudget {
-    limit: usize,
-    used: std::sync::atomic::AtomicUsize,
-}
-
-impl AudioBudget {
-    /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self {
-            limit,
-            used: std::sync::atomic::AtomicUsize::new(0),
-        })
-    }
-
-    /// Takes `bytes` from the budget, unless that would overdraw it.
-    fn take(&self, bytes: usize) -> bool {
-        use std::sync::atomic::Ordering;
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.limit)
-            })
-            .is_ok()
-    }
-
-    fn give_back(&self, bytes: usize) {
-        self.used
-            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
-    }
-}
 
 /// Frames a client sends.
 #[derive(Debug, Deserialize)]
