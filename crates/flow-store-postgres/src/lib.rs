@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_stable_job_plans.sql"),
     include_str!("../migrations/0007_job_owner.sql"),
     include_str!("../migrations/0008_functions_not_public.sql"),
+    include_str!("../migrations/0009_lookup_indexes.sql"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
@@ -77,6 +78,8 @@ pub struct PgOptions {
     /// Test-only: leave the application's own tenant filter out of `list_leads`, so a
     /// test can show that row-level security alone still isolates tenants.
     pub unfiltered_lead_list_for_tests: bool,
+    /// Test-only: record the plan of every list query here.
+    pub plans_for_tests: Option<flow_store::PlanLog>,
 }
 
 impl Default for PgOptions {
@@ -87,6 +90,7 @@ impl Default for PgOptions {
             statement_timeout: Duration::from_secs(10),
             app_role: "flow_app".into(),
             unfiltered_lead_list_for_tests: false,
+            plans_for_tests: None,
         }
     }
 }

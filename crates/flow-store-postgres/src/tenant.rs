@@ -134,6 +134,24 @@ impl PgTenant {
         mut query: QueryBuilder<'static, Postgres>,
         map: Map<T>,
     ) -> StoreResult<Vec<T>> {
+        if let Some(plans) = self.store.options.plans_for_tests.clone() {
+            let sql = query.sql().to_owned();
+            let mut built = query.build();
+            let arguments = sqlx::Execute::take_arguments(&mut built)
+                .map_err(|e| StoreError::Internal(e.to_string()))?
+                .unwrap_or_default();
+            let plan: Vec<String> =
+                sqlx::query_scalar_with(&format!("EXPLAIN {sql}"), arguments.clone())
+                    .fetch_all(self.conn())
+                    .await
+                    .map_err(map_err)?;
+            plans.record(plan.join("\n"));
+            let rows = sqlx::query_with(&sql, arguments)
+                .fetch_all(self.conn())
+                .await
+                .map_err(map_err)?;
+            return rows.iter().map(map).collect();
+        }
         let rows = query
             .build()
             .fetch_all(self.conn())
@@ -1104,17 +1122,20 @@ impl TenantTx for PgTenant {
     async fn set_job_progress(
         &mut self,
         id: JobId,
+        attempt: u32,
         progress: &serde_json::Value,
     ) -> StoreResult<()> {
         let tenant = self.tenant.0;
         self.execute_one(
             sqlx::query(
-                "UPDATE jobs SET progress = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+                "UPDATE jobs SET progress = $1, updated_at = $2
+                 WHERE tenant_id = $3 AND id = $4 AND state = 'running' AND attempts = $5",
             )
             .bind(progress)
             .bind(now())
             .bind(tenant)
-            .bind(id.0),
+            .bind(id.0)
+            .bind(attempt as i32),
         )
         .await
     }

@@ -575,3 +575,96 @@ async fn commits_on_one_instance_wake_the_others() {
     here.close().await;
     elsewhere.close().await;
 }
+
+/// PostgreSQL's plan names the index condition, `Index Cond: ((tenant_id = '…'::uuid) AND
+/// (email = '…'::text))`; a `Seq Scan` reads the table whole.
+fn postgres_uses_index(plan: &str, table: &str, column: &str) -> bool {
+    let searched = plan
+        .lines()
+        .any(|step| step.contains("Index Cond:") && step.contains(&format!("({column} = ")));
+    searched && !plan.contains(&format!("Seq Scan on {table}"))
+}
+
+#[tokio::test]
+async fn postgres_answers_every_hot_lookup_from_an_index() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    let tenants = flow_store::conformance::seed_for_plans(&store).await;
+    store.close().await;
+    // Statistics as autovacuum keeps them in production.
+    let mut admin = PgConnection::connect(&db.admin_url).await.unwrap();
+    admin.execute("ANALYZE").await.unwrap();
+    admin.close().await.unwrap();
+    let plans = flow_store::PlanLog::default();
+    let store = app_store(
+        &db,
+        PgOptions {
+            plans_for_tests: Some(plans.clone()),
+            ..PgOptions::default()
+        },
+    )
+    .await;
+    flow_store::conformance::query_plans(&store, tenants, &plans, postgres_uses_index).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_deal_names_only_a_lead_of_its_own_tenant_in_sql_too() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    let (a, b) = two_tenants_with_leads(&store).await;
+    let lead_of = |tenant: TenantId| {
+        let store = store.clone();
+        async move {
+            let mut read = store.read(tenant).await.unwrap();
+            let filter = LeadFilter {
+                limit: 1,
+                ..LeadFilter::default()
+            };
+            read.list_leads(&filter).await.unwrap().remove(0).id
+        }
+    };
+    let (lead_a, lead_b) = (lead_of(a).await, lead_of(b).await);
+    let deal = |lead| flow_store::Deal {
+        id: flow_store::DealId::new(),
+        tenant_id: a,
+        title: "Deal".into(),
+        amount: 100,
+        currency: "DKK".into(),
+        stage: None,
+        status: flow_store::DealStatus::Open,
+        contact_id: None,
+        lead_id: Some(lead),
+        closed_at: None,
+        created_at: flow_store::now(),
+        updated_at: flow_store::now(),
+    };
+    let mut tx = store.begin(a).await.unwrap();
+    let refused = tx.insert_deal(&deal(lead_b)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(flow_store::StoreError::Constraint(
+                flow_store::Constraint::ForeignKey
+            ))
+        ),
+        "{refused:?}"
+    );
+    drop(tx);
+
+    // Its own lead is fine; deleting that lead unlinks the deal and keeps it.
+    let own = deal(lead_a);
+    let mut tx = store.begin(a).await.unwrap();
+    tx.insert_deal(&own).await.unwrap();
+    tx.delete_lead(lead_a).await.unwrap();
+    tx.commit().await.unwrap();
+    let kept = store.read(a).await.unwrap().get_deal(own.id).await.unwrap();
+    assert_eq!(kept.lead_id, None);
+    store.close().await;
+}

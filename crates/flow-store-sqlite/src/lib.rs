@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flow_store::{
     now, ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId,
-    JobSettlement, JobState, Settlement, Store, StoreError, StoreResult, Tenant, TenantId,
+    JobSettlement, JobState, PlanLog, Settlement, Store, StoreError, StoreResult, Tenant, TenantId,
     TenantRead, TenantTx,
 };
 use flow_store::{
@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_conversations.sql"),
     include_str!("../migrations/0004_users.sql"),
     include_str!("../migrations/0005_job_owner.sql"),
+    include_str!("../migrations/0006_lookup_indexes.sql"),
 ];
 
 /// Tuning for [`SqliteStore::open`].
@@ -43,6 +44,8 @@ pub struct SqliteOptions {
     pub read_connections: u32,
     /// How long a request waits for a connection before failing as unavailable.
     pub acquire_timeout: Duration,
+    /// Test-only: record the plan of every list query here.
+    pub plans_for_tests: Option<PlanLog>,
 }
 
 impl Default for SqliteOptions {
@@ -50,6 +53,7 @@ impl Default for SqliteOptions {
         Self {
             read_connections: 4,
             acquire_timeout: Duration::from_secs(5),
+            plans_for_tests: None,
         }
     }
 }
@@ -59,6 +63,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     pool: Arc<Pool>,
     notices: broadcast::Sender<CommitNotice>,
+    plans: Option<PlanLog>,
 }
 
 impl SqliteStore {
@@ -79,6 +84,7 @@ impl SqliteStore {
         Ok(Self {
             pool: Arc::new(pool),
             notices,
+            plans: options.plans_for_tests.clone(),
         })
     }
 }
@@ -459,12 +465,16 @@ impl Store for SqliteStore {
 
     async fn read(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantRead>> {
         let reader = self.pool.reader().await?;
-        Ok(Box::new(SqliteTenant::read(tenant, reader)?))
+        Ok(Box::new(
+            SqliteTenant::read(tenant, reader)?.with_plans(self.plans.clone()),
+        ))
     }
 
     async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>> {
         let writer = self.pool.writer().await?;
-        Ok(Box::new(SqliteTenant::write(tenant, writer)?))
+        Ok(Box::new(
+            SqliteTenant::write(tenant, writer)?.with_plans(self.plans.clone()),
+        ))
     }
 
     async fn close(&self) {

@@ -8,8 +8,8 @@ use flow_store::{
     like_contains, now, Activity, ActivityFilter, ApiKey, ApiKeyId, AuditEntry, AuditFilter,
     AuditId, CommitNotice, Contact, ContactFilter, ContactId, CrossAppEvent, Deal, DealFilter,
     DealId, DealStatus, Job, JobId, JobState, Lead, LeadFilter, LeadId, LoggedEvent, NewApiKey,
-    NewAuditEntry, NewEvent, NewJob, QueueCounts, RollupCounts, StoreError, StoreResult, TenantId,
-    TenantRead, TenantTx, LIKE_ESCAPE,
+    NewAuditEntry, NewEvent, NewJob, PlanLog, QueueCounts, RollupCounts, StoreError, StoreResult,
+    TenantId, TenantRead, TenantTx, LIKE_ESCAPE,
 };
 use flow_store::{
     Conversation, ConversationId, DailyRollup, Incident, IncidentId, Member, Role, UserId,
@@ -38,6 +38,7 @@ pub struct SqliteTenant {
     tenant: TenantId,
     conn: Conn,
     appended: Vec<LoggedEvent>,
+    plans: Option<PlanLog>,
 }
 
 impl SqliteTenant {
@@ -48,6 +49,7 @@ impl SqliteTenant {
             tenant,
             conn: Conn::Read(reader),
             appended: Vec::new(),
+            plans: None,
         })
     }
 
@@ -57,7 +59,14 @@ impl SqliteTenant {
             tenant,
             conn: Conn::Write(writer),
             appended: Vec::new(),
+            plans: None,
         })
+    }
+
+    /// Records the plan of every list query in `plans` (tests).
+    pub fn with_plans(mut self, plans: Option<PlanLog>) -> Self {
+        self.plans = plans;
+        self
     }
 
     fn conn(&self) -> &Connection {
@@ -87,11 +96,31 @@ impl SqliteTenant {
         query.sql.push_str(" ORDER BY id DESC LIMIT ?");
         query.values.push(SqlValue::Integer(i64::from(limit)));
         let sql = query.numbered();
+        if let Some(plans) = &self.plans {
+            plans.record(self.explain(&sql, &query.values)?);
+        }
         let mut statement = self.conn().prepare_cached(&sql).map_err(map_err)?;
         let rows = statement
             .query_map(params_from_iter(query.values.iter()), map)
             .map_err(map_err)?;
         rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    /// SQLite's plan for `sql`, one line per step (`SEARCH leads USING INDEX ...`).
+    fn explain(&self, sql: &str, values: &[SqlValue]) -> StoreResult<String> {
+        let mut statement = self
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(map_err)?;
+        let steps = statement
+            .query_map(params_from_iter(values.iter()), |row| {
+                row.get::<_, String>(3)
+            })
+            .map_err(map_err)?;
+        Ok(steps
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?
+            .join("\n"))
     }
 
     fn one<T>(
@@ -889,11 +918,19 @@ impl TenantTx for SqliteTenant {
     async fn set_job_progress(
         &mut self,
         id: JobId,
+        attempt: u32,
         progress: &serde_json::Value,
     ) -> StoreResult<()> {
         self.execute_one(
-            "UPDATE jobs SET progress = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4",
-            params![progress.to_string(), micros(now()), self.tenant.0, id.0],
+            "UPDATE jobs SET progress = ?1, updated_at = ?2
+             WHERE tenant_id = ?3 AND id = ?4 AND state = 'running' AND attempts = ?5",
+            params![
+                progress.to_string(),
+                micros(now()),
+                self.tenant.0,
+                id.0,
+                attempt
+            ],
         )
     }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::{
     now, Activity, ActivityId, Actor, ActorKind, ApiKeyId, Constraint, Contact, ContactFilter,
     ContactId, DailyRollup, Deal, DealId, DealStatus, EntityType, EventType, Lead, LeadFilter,
-    LeadId, LeadStatus, NewApiKey, NewAuditEntry, NewEvent, NewRefreshToken, NewUser,
+    LeadId, LeadStatus, NewApiKey, NewAuditEntry, NewEvent, NewRefreshToken, NewUser, PlanLog,
     RefreshTokenUse, Role, Store, StoreError, TenantId, UserId,
 };
 
@@ -292,6 +292,16 @@ pub async fn run(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
+    // Progress is fenced by the attempt, as settling is.
+    let mut tx = store.begin(a.id).await.unwrap();
+    tx.set_job_progress(claimed[0].id, 1, &json!({ "done": 1 }))
+        .await
+        .unwrap();
+    assert!(is_not_found(
+        tx.set_job_progress(claimed[0].id, 2, &json!({ "done": 2 }))
+            .await
+    ));
+    tx.commit().await.unwrap();
     let owners: Vec<_> = claimed
         .iter()
         .map(|j| (j.payload["n"].clone(), j.owner.clone()))
@@ -683,5 +693,234 @@ async fn rollup(store: &dyn Store) {
     assert_eq!(
         read.list_rollups("2024-05-01", "2024-05-01").await.unwrap(),
         [rollup]
+    );
+}
+
+/// Says whether a backend's `plan` answers the filter on `column` of `table` from an index
+/// (the column is part of the index condition, and the table is not read whole).
+pub type UsesIndex = fn(plan: &str, table: &str, column: &str) -> bool;
+
+/// The tenants [`seed_for_plans`] fills.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanTenants {
+    /// Thousands of rows, with many distinct emails, sources, types and contacts.
+    pub big: TenantId,
+    /// A few rows, next to the big one: where walking the whole table in id order to find
+    /// its newest rows would cost the most.
+    pub tiny: TenantId,
+}
+
+/// Tenant rows enough that a planner with statistics prefers its indexes. Run the
+/// database's statistics job (ANALYZE) before [`query_plans`] where production has one
+/// (PostgreSQL's autovacuum).
+pub async fn seed_for_plans(store: &dyn Store) -> PlanTenants {
+    let big = store.create_tenant("Plans", "plans-big").await.unwrap().id;
+    let tiny = store
+        .create_tenant("Neighbour", "plans-tiny")
+        .await
+        .unwrap()
+        .id;
+    for (tenant, leads, contact_count) in [(big, 3_000, 1_000), (tiny, 20, 5)] {
+        let mut tx = store.begin(tenant).await.unwrap();
+        let mut contacts = Vec::new();
+        for i in 0..contact_count {
+            let c = contact(tenant, &format!("contact{i}@plans.example"));
+            tx.insert_contact(&c).await.unwrap();
+            contacts.push(c.id);
+        }
+        for i in 0..leads {
+            let mut l = lead(tenant, None, &format!("Lead {i}"));
+            l.email = Some(format!("lead{i}@plans.example"));
+            l.source = format!("source-{}", i % 40);
+            tx.insert_lead(&l).await.unwrap();
+            let activity = Activity {
+                id: ActivityId::new(),
+                tenant_id: tenant,
+                activity_type: format!("TYPE_{}", i % 30),
+                entity_type: crate::EntityType::Lead,
+                entity_id: l.id.0,
+                description: None,
+                data: json!({}),
+                created_at: now(),
+            };
+            tx.insert_activity(&activity).await.unwrap();
+            tx.insert_audit(&NewAuditEntry {
+                actor: Actor {
+                    kind: ActorKind::ApiKey,
+                    id: "k".into(),
+                },
+                source_app: "crm-web".into(),
+                action: "lead.create".into(),
+                entity_type: "lead".into(),
+                entity_id: l.id.to_string(),
+                before: None,
+                after: None,
+                request_id: None,
+            })
+            .await
+            .unwrap();
+            if i % 3 == 0 {
+                tx.insert_deal(&Deal {
+                    id: DealId::new(),
+                    tenant_id: tenant,
+                    title: format!("Deal {i}"),
+                    amount: 100,
+                    currency: "DKK".into(),
+                    stage: None,
+                    status: [DealStatus::Open, DealStatus::Won, DealStatus::Lost][(i / 3) % 3],
+                    contact_id: Some(contacts[i % contacts.len()]),
+                    lead_id: Some(l.id),
+                    closed_at: None,
+                    created_at: now(),
+                    updated_at: now(),
+                })
+                .await
+                .unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    PlanTenants { big, tiny }
+}
+
+/// Every lookup the API's hot paths make is answered from an index on the backend: the
+/// import's per-row email check, the list filters, the per-record histories. `plans` is
+/// the log the store was opened with; `uses_index` reads the backend's plan format.
+pub async fn query_plans(
+    store: &dyn Store,
+    tenants: PlanTenants,
+    plans: &PlanLog,
+    uses_index: UsesIndex,
+) {
+    let mut read = store.read(tenants.big).await.unwrap();
+    let some_lead = read
+        .list_leads(&LeadFilter {
+            limit: 1,
+            ..LeadFilter::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let some_contact = read
+        .list_contacts(&ContactFilter {
+            limit: 1,
+            ..ContactFilter::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    plans.take();
+    let lead_page = |filter: LeadFilter| LeadFilter {
+        limit: 20,
+        ..filter
+    };
+    let mut checks: Vec<(&str, &str, &str)> = Vec::new();
+
+    store
+        .read(tenants.tiny)
+        .await
+        .unwrap()
+        .list_leads(&lead_page(LeadFilter::default()))
+        .await
+        .unwrap();
+    checks.push(("a small tenant's newest leads", "leads", "tenant_id"));
+    read.list_leads(&lead_page(LeadFilter {
+        email: Some("lead1234@plans.example".into()),
+        ..LeadFilter::default()
+    }))
+    .await
+    .unwrap();
+    checks.push((
+        "leads by email (the import's duplicate check)",
+        "leads",
+        "email",
+    ));
+    read.list_leads(&lead_page(LeadFilter {
+        email: Some("lead1234@plans.example".into()),
+        before: Some(some_lead.id),
+        ..LeadFilter::default()
+    }))
+    .await
+    .unwrap();
+    checks.push(("leads by email, second page", "leads", "email"));
+    read.list_leads(&lead_page(LeadFilter {
+        status: Some(LeadStatus::Qualified),
+        ..LeadFilter::default()
+    }))
+    .await
+    .unwrap();
+    checks.push(("leads by status", "leads", "status"));
+    read.list_leads(&lead_page(LeadFilter {
+        source: Some("source-7".into()),
+        ..LeadFilter::default()
+    }))
+    .await
+    .unwrap();
+    checks.push(("leads by source", "leads", "source"));
+    read.list_contacts(&ContactFilter {
+        email: Some("contact7@plans.example".into()),
+        limit: 20,
+        ..ContactFilter::default()
+    })
+    .await
+    .unwrap();
+    checks.push(("contacts by email", "contacts", "email"));
+    read.list_activities(&crate::ActivityFilter {
+        entity_id: Some(some_lead.id.0),
+        limit: 20,
+        ..crate::ActivityFilter::default()
+    })
+    .await
+    .unwrap();
+    checks.push(("a record's activities", "activities", "entity_id"));
+    read.list_activities(&crate::ActivityFilter {
+        activity_type: Some("TYPE_7".into()),
+        limit: 20,
+        ..crate::ActivityFilter::default()
+    })
+    .await
+    .unwrap();
+    checks.push(("activities by type", "activities", "type"));
+    read.list_deals(&crate::DealFilter {
+        contact_id: Some(some_contact.id),
+        limit: 20,
+        ..crate::DealFilter::default()
+    })
+    .await
+    .unwrap();
+    checks.push(("a contact's deals", "deals", "contact_id"));
+    read.list_deals(&crate::DealFilter {
+        status: Some(DealStatus::Won),
+        limit: 20,
+        ..crate::DealFilter::default()
+    })
+    .await
+    .unwrap();
+    checks.push(("deals by status", "deals", "status"));
+    read.list_audit(&crate::AuditFilter {
+        entity_id: Some(some_lead.id.to_string()),
+        limit: 20,
+        ..crate::AuditFilter::default()
+    })
+    .await
+    .unwrap();
+    checks.push(("a record's audit trail", "audit_log", "entity_id"));
+
+    let recorded = plans.take();
+    assert_eq!(
+        recorded.len(),
+        checks.len(),
+        "one plan per list query: {recorded:#?}"
+    );
+    let slow: Vec<String> = checks
+        .iter()
+        .zip(&recorded)
+        .filter(|((_, table, column), plan)| !uses_index(plan, table, column))
+        .map(|((what, _, column), plan)| format!("{what} (on {column}):\n{plan}"))
+        .collect();
+    assert!(
+        slow.is_empty(),
+        "lookups not answered from an index:\n{}",
+        slow.join("\n\n")
     );
 }

@@ -16,6 +16,7 @@ mod events;
 mod ids;
 mod jobs;
 mod model;
+mod plans;
 mod store;
 mod vocab;
 
@@ -26,5 +27,6 @@ pub use flow_vocab::{string_enum, UnknownName};
 pub use ids::*;
 pub use jobs::*;
 pub use model::*;
+pub use plans::PlanLog;
 pub use store::*;
 pub use vocab::{ActivityKind, ActorKind, AuditAction, IncidentStatus};

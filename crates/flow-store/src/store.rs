@@ -302,10 +302,13 @@ pub trait TenantTx: TenantRead {
         }
         Ok(enqueued)
     }
-    /// Records progress of a running job.
+    /// Records progress of a job's running `attempt`. `NotFound` when the job is no
+    /// longer running that attempt (its lease ran out and another worker took it): the
+    /// caller then rolls back, so a superseded attempt commits nothing.
     async fn set_job_progress(
         &mut self,
         id: JobId,
+        attempt: u32,
         progress: &serde_json::Value,
     ) -> StoreResult<()>;
     /// Moves a dead job back to ready, due at `run_at`, with a fresh set of attempts.

@@ -125,8 +125,9 @@ pub fn idempotency_key(body: &[u8]) -> String {
     format!("import:{}", hex::encode(Sha256::digest(body)))
 }
 
-/// Progress and outcome of an import.
-#[derive(Debug, Default, Serialize)]
+/// Progress and outcome of an import. Stored as the job's progress with each chunk, so
+/// an attempt after a crash resumes where the committed chunks end, with their counts.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Tally {
     total: usize,
@@ -154,14 +155,29 @@ impl Processor for ImportLeads {
             request_id: payload.request_id.clone(),
             ..crate::jobs::owner_of(job)?
         };
-        let mut tally = Tally {
-            total: payload.rows.len(),
-            ..Tally::default()
-        };
+        // Rows of committed chunks were counted then: a row created by an earlier attempt
+        // is not a duplicate of itself.
+        let mut tally = job
+            .progress
+            .clone()
+            .and_then(|progress| serde_json::from_value::<Tally>(progress).ok())
+            .filter(|done| {
+                done.total == payload.rows.len()
+                    && (done.processed % BATCH == 0 || done.processed == done.total)
+            })
+            .unwrap_or(Tally {
+                total: payload.rows.len(),
+                ..Tally::default()
+            });
+        let resume_at = tally.processed.div_ceil(BATCH);
         // One transaction per chunk: its rows, the progress and the progress event commit
         // together, so a crash loses at most the chunk under way and the retry's email
-        // check skips what was committed.
-        for (chunk_index, chunk) in payload.rows.chunks(BATCH).enumerate() {
+        // check skips what was committed. Each commit is also where the import yields: on
+        // SQLite the writer is a first-come, first-served lock, so another tenant's write
+        // that queued during a chunk goes before the next chunk. A chunk's hold is bounded
+        // whatever the tenant's size, because every lookup in it is indexed (the storage
+        // crates' query-plan tests keep it so).
+        for (chunk_index, chunk) in payload.rows.chunks(BATCH).enumerate().skip(resume_at) {
             let mut work = Work::begin(&**store, &caller)
                 .await
                 .map_err(|e| JobError::Retryable(e.message))?;
@@ -188,7 +204,21 @@ impl Processor for ImportLeads {
                 "duplicates": tally.duplicates, "failed": tally.failed,
             });
             let done = tally.processed == tally.total;
-            work.tx().set_job_progress(job.id, &progress).await?;
+            // The stored progress keeps the row errors too, for a resumed attempt's result;
+            // the event carries the counts only.
+            let stored =
+                serde_json::to_value(&tally).map_err(|e| JobError::Permanent(e.to_string()))?;
+            // Fenced by the attempt: if this attempt's lease ran out and another worker took
+            // the job, nothing of this chunk commits.
+            work.tx()
+                .set_job_progress(job.id, job.attempts, &stored)
+                .await
+                .map_err(|e| match e {
+                    flow_store::StoreError::NotFound => {
+                        JobError::Retryable("superseded by a later attempt".into())
+                    }
+                    other => other.into(),
+                })?;
             // Progress reaches connected apps too; the last one says the import is done.
             let event_type = if done {
                 EventType::JobCompleted
