@@ -122,6 +122,40 @@ pub fn slug(field: &str, value: &str) -> ApiResult<String> {
     Ok(value)
 }
 
+/// Longest search text (`q`), in characters. A search reads the tenant's rows with a
+/// substring match that no index serves; its cost grows with the text, and 30,000
+/// characters from one tenant once held a PostgreSQL pool for 10 s.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// Search text: trimmed, absent when empty, at most [`MAX_SEARCH_CHARS`] characters.
+pub fn search_text(value: Option<String>) -> ApiResult<Option<String>> {
+    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > MAX_SEARCH_CHARS {
+        return Err(ApiError::validation(format!(
+            "q must be at most {MAX_SEARCH_CHARS} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::validation("q contains control characters"));
+    }
+    Ok(Some(value))
+}
+
+/// An id-like filter value (`entityId`): 1..=`max` printable characters.
+pub fn filter_id(field: &str, value: Option<String>, max: usize) -> ApiResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::validation(format!(
+            "{field} must be at most {max} printable characters"
+        )));
+    }
+    Ok(Some(value))
+}
+
 /// Page size: 1..=100, default 20. A bigger one is an error, not silently clamped.
 pub fn limit(value: Option<u32>) -> ApiResult<u32> {
     match value {

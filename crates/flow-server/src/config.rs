@@ -40,6 +40,7 @@ pub struct Config {
     pub db_read_connections: u32,
     pub db_max_connections: u32,
     pub db_statement_timeout_ms: u64,
+    pub db_connections_per_tenant: u32,
     pub db_app_role: String,
     pub secret_key: Option<String>,
     pub access_token_ttl_secs: u64,
@@ -104,6 +105,7 @@ const SETTINGS: &[&str] = &[
     "db_read_connections",
     "db_max_connections",
     "db_statement_timeout_ms",
+    "db_connections_per_tenant",
     "db_app_role",
     "secret_key",
     "access_token_ttl_secs",
@@ -245,6 +247,14 @@ impl Config {
         }
         if self.request_timeout_secs == 0 {
             bail!("request_timeout_secs must be positive");
+        }
+        if self.db_statement_timeout_ms == 0
+            || self.db_statement_timeout_ms >= self.request_timeout_secs * 1000
+        {
+            bail!(
+                "db_statement_timeout_ms must be positive and shorter than request_timeout_secs, \
+                 so that a request's statements end before the request does"
+            );
         }
         if self.backups_kept == 0 {
             bail!("backups_kept must be at least 1");
@@ -431,6 +441,7 @@ impl fmt::Debug for Config {
             .field("db_read_connections", &self.db_read_connections)
             .field("db_max_connections", &self.db_max_connections)
             .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
+            .field("db_connections_per_tenant", &self.db_connections_per_tenant)
             .field("db_app_role", &self.db_app_role)
             .field(
                 "secret_key",
@@ -514,6 +525,16 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.port, 4000);
         assert!(config.database_url().ends_with("data/flow.db"));
+    }
+
+    #[test]
+    fn a_statement_timeout_must_end_before_the_request() {
+        let mut config = Config::defaults();
+        config.request_timeout_secs = 5;
+        config.db_statement_timeout_ms = 5_000;
+        assert!(config.validate().is_err());
+        config.db_statement_timeout_ms = 4_000;
+        config.validate().unwrap();
     }
 
     #[test]

@@ -58,6 +58,10 @@ fn serde_detail(text: &str) -> String {
 /// Query parameters; anything that does not parse is 400 `invalid_query`.
 pub struct ApiQuery<T>(pub T);
 
+/// Longest query string a list route reads: its parameters are ids, names and a search
+/// text of at most 100 characters, so anything longer is not a real request.
+const MAX_QUERY_BYTES: usize = 2048;
+
 impl<S, T> FromRequestParts<S> for ApiQuery<T>
 where
     T: DeserializeOwned,
@@ -66,6 +70,12 @@ where
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().map_or(0, str::len) > MAX_QUERY_BYTES {
+            return Err(HttpError::new(
+                ErrorCode::InvalidQuery,
+                format!("the query string must be at most {MAX_QUERY_BYTES} bytes"),
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))

@@ -62,6 +62,7 @@ fn pg_options(config: &Config) -> PgOptions {
     PgOptions {
         max_connections: config.db_max_connections,
         statement_timeout: std::time::Duration::from_millis(config.db_statement_timeout_ms),
+        connections_per_tenant: config.db_connections_per_tenant,
         app_role: config.db_app_role.clone(),
         ..PgOptions::default()
     }

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use flow_store::{
     now, ApiKeyId, ApiKeyWithTenant, ClaimRequest, CommitNotice, Constraint, Job, JobId,
     JobSettlement, Settlement, Store, StoreError, StoreResult, Tenant, TenantId, TenantRead,
-    TenantTx,
+    TenantSlots, TenantTx,
 };
 use flow_store::{
     Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
@@ -71,8 +71,11 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before failing as unavailable.
     pub acquire_timeout: Duration,
-    /// Longest a single statement may run before the database cancels it.
+    /// Longest a single statement may run before the database cancels it; within a
+    /// request, also no longer than what is left of the request's time.
     pub statement_timeout: Duration,
+    /// Connections one tenant may hold at once; 0: half of `max_connections`.
+    pub connections_per_tenant: u32,
     /// The role `flow serve` connects as; `migrate` grants it what it needs.
     pub app_role: String,
     /// Test-only: leave the application's own tenant filter out of `list_leads`, so a
@@ -88,6 +91,7 @@ impl Default for PgOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            connections_per_tenant: 0,
             app_role: "flow_app".into(),
             unfiltered_lead_list_for_tests: false,
             plans_for_tests: None,
@@ -106,6 +110,7 @@ pub struct PgStore {
     instance: Uuid,
     keys: Arc<key_cache::KeyCache>,
     wakeups: Arc<Wakeups>,
+    slots: Arc<TenantSlots>,
 }
 
 /// Wake-ups for the other instances, sent after commit. A NOTIFY inside the writing
@@ -198,6 +203,13 @@ impl PgStore {
             work,
             instance: Uuid::new_v4(),
             keys: Arc::default(),
+            slots: Arc::new(TenantSlots::new(
+                match options.connections_per_tenant {
+                    0 => options.max_connections.max(2) / 2,
+                    n => n,
+                } as usize,
+                options.acquire_timeout,
+            )),
             wakeups: Arc::default(),
         };
         tokio::spawn(store.wakeups.clone().run(store.pool.clone()));

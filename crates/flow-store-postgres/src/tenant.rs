@@ -13,7 +13,7 @@ use flow_store::{
     NewJob, QueueCounts, RollupCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
     LIKE_ESCAPE,
 };
-use flow_store::{Member, Role, UserId};
+use flow_store::{Member, Role, TenantSlot, UserId};
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
@@ -35,6 +35,8 @@ pub struct PgTenant {
     keys_changed: bool,
     /// Jobs became ready: the other instances' workers are woken once this commits.
     jobs_ready: bool,
+    /// The tenant's share of the pool, held as long as the connection.
+    _slot: TenantSlot,
 }
 
 impl PgTenant {
@@ -48,9 +50,21 @@ impl PgTenant {
         } else {
             ""
         };
+        let slot = store.slots.acquire(tenant).await?;
+        // Within a request, a statement may not outlive the request: it gets what is left
+        // of the request's time (at least 1 ms), if that is less than the usual bound.
+        let statement_timeout = flow_store::time_left()
+            .filter(|left| *left < store.options.statement_timeout)
+            .map(|left| {
+                format!(
+                    ", set_config('statement_timeout', '{}ms', true)",
+                    left.as_millis().max(1)
+                )
+            })
+            .unwrap_or_default();
         // A Uuid formats as hex and dashes only: safe to inline.
         let begin = format!(
-            "BEGIN{mode}; SELECT set_config('app.tenant_id', '{}', true)",
+            "BEGIN{mode}; SELECT set_config('app.tenant_id', '{}', true){statement_timeout}",
             tenant.0
         );
         // In its own task: a request dropped while BEGIN is in flight would otherwise
@@ -69,6 +83,7 @@ impl PgTenant {
             appended: Vec::new(),
             keys_changed: false,
             jobs_ready: false,
+            _slot: slot,
         })
     }
 

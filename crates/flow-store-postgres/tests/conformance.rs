@@ -668,3 +668,83 @@ async fn a_deal_names_only_a_lead_of_its_own_tenant_in_sql_too() {
     assert_eq!(kept.lead_id, None);
     store.close().await;
 }
+
+#[tokio::test]
+async fn one_tenant_cannot_hold_the_whole_pool() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(
+        &db,
+        PgOptions {
+            max_connections: 4,
+            connections_per_tenant: 2,
+            acquire_timeout: std::time::Duration::from_millis(300),
+            ..PgOptions::default()
+        },
+    )
+    .await;
+    let (a, b) = two_tenants_with_leads(&store).await;
+    let held = [store.read(a).await.unwrap(), store.read(a).await.unwrap()];
+    let started = std::time::Instant::now();
+    let refused = store.read(a).await;
+    assert!(
+        matches!(refused, Err(flow_store::StoreError::Unavailable(_))),
+        "a third connection for A: {:?}",
+        refused.map(|_| ())
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // B still gets connections, for reading and for writing.
+    let mut read_b = store.read(b).await.unwrap();
+    read_b
+        .list_leads(&LeadFilter {
+            limit: 1,
+            ..LeadFilter::default()
+        })
+        .await
+        .unwrap();
+    store.begin(b).await.unwrap().commit().await.unwrap();
+    drop(held);
+    store.read(a).await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_statement_ends_with_the_request_it_serves() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    let tenants = flow_store::conformance::seed_for_plans(&store).await;
+    // A search no index serves, with a text far longer than the API lets through: slow
+    // enough to outlast the short deadline below many times over.
+    let slow = LeadFilter {
+        text: Some("x".repeat(30_000)),
+        limit: 20,
+        ..LeadFilter::default()
+    };
+    let started = std::time::Instant::now();
+    store
+        .read(tenants.big)
+        .await
+        .unwrap()
+        .list_leads(&slow)
+        .await
+        .unwrap();
+    let unbounded = started.elapsed();
+    let deadline = std::time::Instant::now() + unbounded / 10;
+    let started = std::time::Instant::now();
+    let cut = flow_store::with_deadline(deadline, async {
+        store.read(tenants.big).await?.list_leads(&slow).await
+    })
+    .await;
+    assert!(cut.is_err(), "the search outlived its request's deadline");
+    assert!(
+        started.elapsed() < unbounded / 2,
+        "cut after {:?}; the search alone takes {unbounded:?}",
+        started.elapsed()
+    );
+    store.close().await;
+}

@@ -17,6 +17,7 @@ mod ids;
 mod jobs;
 mod model;
 mod plans;
+mod slots;
 mod store;
 mod vocab;
 
@@ -28,5 +29,6 @@ pub use ids::*;
 pub use jobs::*;
 pub use model::*;
 pub use plans::PlanLog;
+pub use slots::{time_left, with_deadline, TenantSlot, TenantSlots};
 pub use store::*;
 pub use vocab::{ActivityKind, ActorKind, AuditAction, IncidentStatus};

@@ -76,7 +76,8 @@ pub struct MergeResult {
 pub struct ListContacts {
     /// Exact email (normalised before matching).
     pub email: Option<String>,
-    /// Free text matched against names, email, company and phone.
+    /// Free text matched against names, email, company and phone (at most 100 characters).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// Page size, 1-100 (default 20).
     pub limit: Option<u32>,
@@ -186,10 +187,7 @@ pub async fn list(
     let limit = validate::limit(query.limit)?;
     let filter = ContactFilter {
         email: query.email.as_deref().map(validate::email).transpose()?,
-        text: query
-            .q
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty()),
+        text: validate::search_text(query.q)?,
         before: decode_cursor(query.cursor.as_deref())?.map(ContactId),
         limit: limit + 1,
     };

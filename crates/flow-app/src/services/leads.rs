@@ -82,7 +82,8 @@ pub struct AssignLead {
 pub struct ListLeads {
     pub status: Option<LeadStatus>,
     pub source: Option<String>,
-    /// Free text matched against names, email, company and phone.
+    /// Free text matched against names, email, company and phone (at most 100 characters).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// Only leads created after this instant (RFC 3339).
     pub created_after: Option<DateTime<Utc>>,
@@ -241,10 +242,7 @@ pub async fn list(store: &dyn Store, caller: &Caller, query: ListLeads) -> ApiRe
             .as_deref()
             .map(|s| validate::slug("source", s))
             .transpose()?,
-        text: query
-            .q
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty()),
+        text: validate::search_text(query.q)?,
         created_after: query.created_after,
         before: decode_cursor(query.cursor.as_deref())?.map(LeadId),
         limit: limit + 1,

@@ -126,7 +126,7 @@ async fn audit_trail(
     caller.require("read", "audit")?;
     let limit = validate::limit(query.limit)?;
     let filter = AuditFilter {
-        entity_id: query.entity_id,
+        entity_id: validate::filter_id("entityId", query.entity_id, 128)?,
         before: decode_cursor(query.cursor.as_deref())?.map(AuditId),
         limit: limit + 1,
     };

@@ -16,12 +16,14 @@ mod sessions;
 mod users;
 mod voice;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
     http::{header, HeaderName, HeaderValue, Method, StatusCode},
-    middleware, Router,
+    middleware,
+    response::Response,
+    Router,
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -138,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .merge(public_api);
     let config = state.config.clone();
+    let request_timeout = Duration::from_secs(config.request_timeout_secs);
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(tenant_api.clone())
@@ -159,9 +162,13 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { HttpError::new(ErrorCode::RouteNotFound, "no such route") })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // The request's deadline reaches the database: a statement ends with its request.
+        .layer(middleware::from_fn(move |request: Request, next: middleware::Next| {
+            flow_store::with_deadline(Instant::now() + request_timeout, next.run(request))
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.request_timeout_secs),
+            request_timeout,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(cors(&config.cors_allowed_origins))
@@ -182,23 +189,35 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .layer(middleware::map_request(auth::sanitize_request_id))
-        // One set of browser protections on every response; the dashboard and the API
-        // explorer set their own content policy first.
-        .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(default_header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(default_header(header::REFERRER_POLICY, "no-referrer"))
-        .layer(default_header(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        // Answers carry tenant data and, from sign-in, tokens: no cache may keep them.
-        .layer(default_header(header::CACHE_CONTROL, "no-store"))
+        .layer(middleware::map_response(browser_protections))
         .with_state(state)
 }
 
-/// A response header for every answer that has not set its own.
-fn default_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+/// One set of browser protections on every response, in one pass over the headers; the
+/// dashboard and the API explorer set their own content policy first. Answers carry
+/// tenant data and, from sign-in, tokens: no cache may keep them.
+async fn browser_protections(mut response: Response) -> Response {
+    const DEFAULTS: [(HeaderName, HeaderValue); 5] = [
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in DEFAULTS {
+        headers.entry(name).or_insert(value);
+    }
+    response
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -333,3 +333,34 @@ async fn a_request_id_that_is_not_a_plain_identifier_is_replaced() {
     let kept = send(create("order-42.retry:1".into())).await.expect(201);
     assert_eq!(kept.headers["x-request-id"], "order-42.retry:1");
 }
+
+/// Free text in a query is bounded: a 30,000-character search from one tenant once held a
+/// PostgreSQL pool for 10 s.
+#[tokio::test]
+async fn search_text_and_query_strings_are_bounded() {
+    let app = spawn_app().await;
+    let key = &app.a.key;
+    app.get(&format!("/leads?q={}", "a".repeat(100)), key)
+        .await
+        .expect(200);
+    for path in ["/leads", "/contacts"] {
+        let refused = app
+            .get(&format!("{path}?q={}", "a".repeat(101)), key)
+            .await
+            .expect_error(422, "validation_failed");
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 100 characters"),
+            "{}",
+            refused.body
+        );
+    }
+    app.get(&format!("/leads?q={}", "a".repeat(30_000)), key)
+        .await
+        .expect_error(400, "invalid_query");
+    app.get(&format!("/audit?entityId={}", "e".repeat(129)), key)
+        .await
+        .expect_error(422, "validation_failed");
+}
