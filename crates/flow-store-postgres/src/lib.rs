@@ -52,6 +52,34 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_job_owner.sql"),
     include_str!("../migrations/0008_functions_not_public.sql"),
     include_str!("../migrations/0009_lookup_indexes.sql"),
+    include_str!("../migrations/0010_checked_platform_functions.sql"),
+];
+
+/// What the serving role may do to each table: what `serve` uses and no more. Row-level
+/// security narrows the rows further. The audit trail and the event log are append-only
+/// for it (pruning runs in `flow_prune_events`); accounts cannot be deleted or changed,
+/// and of a tenant, a key or a refresh token only the columns that change in use.
+const TABLE_GRANTS: &[(&str, &str)] = &[
+    ("tenants", "SELECT, INSERT, UPDATE (active)"),
+    ("users", "SELECT, INSERT"),
+    ("memberships", "SELECT, INSERT, UPDATE (role), DELETE"),
+    (
+        "refresh_tokens",
+        "SELECT, INSERT, UPDATE (used_at, revoked_at), DELETE",
+    ),
+    ("api_keys", "SELECT, INSERT, UPDATE (active)"),
+    ("event_counters", "SELECT, UPDATE (seq)"),
+    ("events", "SELECT, INSERT"),
+    ("audit_log", "SELECT, INSERT"),
+    ("jobs", "SELECT, INSERT, UPDATE, DELETE"),
+    ("contacts", "SELECT, INSERT, UPDATE, DELETE"),
+    ("leads", "SELECT, INSERT, UPDATE, DELETE"),
+    ("deals", "SELECT, INSERT, UPDATE"),
+    ("activities", "SELECT, INSERT, UPDATE"),
+    ("incidents", "SELECT, INSERT, UPDATE"),
+    ("conversations", "SELECT, INSERT, UPDATE"),
+    ("daily_rollups", "SELECT, INSERT, UPDATE (data)"),
+    ("flow_migrations", "SELECT"),
 ];
 
 /// Serialises concurrent `migrate` calls (several instances starting at once).
@@ -362,7 +390,7 @@ impl PgStore {
         tx.commit().await.map_err(map_err)
     }
 
-    /// Gives the serving role exactly what Flow uses: rows of every table (RLS decides
+    /// Gives the serving role exactly what Flow uses: [`TABLE_GRANTS`] (RLS decides
     /// which) and the platform functions. Ownership stays with the migrating role.
     async fn grant_app_role(&self, tx: &mut sqlx::PgConnection) -> StoreResult<()> {
         let role = &self.options.app_role;
@@ -383,9 +411,15 @@ impl PgStore {
             return Ok(());
         }
         // Only what this role owns: tables and functions that extensions keep in the
-        // schema are not ours to grant.
+        // schema are not ours to grant. Every table first loses what earlier versions
+        // granted, then gets what `serve` uses; a table missing from TABLE_GRANTS gets
+        // nothing, so a new table fails its tests until it is listed.
         let role = quote_ident(role);
         let literal = role.replace('\'', "''");
+        let mut grants = String::new();
+        for (table, privileges) in TABLE_GRANTS {
+            grants.push_str(&format!("GRANT {privileges} ON {table} TO {role};\n"));
+        }
         tx.execute(
             format!(
                 "GRANT USAGE ON SCHEMA public TO {role};
@@ -397,7 +431,7 @@ impl PgStore {
                               WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
                                 AND c.relowner = current_user::regrole
                      LOOP
-                         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO {literal}', r.t);
+                         EXECUTE format('REVOKE ALL ON %s FROM {literal}', r.t);
                      END LOOP;
                      FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p
                               WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'flow\\_%'
@@ -406,7 +440,7 @@ impl PgStore {
                      END LOOP;
                  END
                  $grant$;
-                 REVOKE INSERT, UPDATE, DELETE ON flow_migrations FROM {role};"
+                 {grants}"
             )
             .as_str(),
         )

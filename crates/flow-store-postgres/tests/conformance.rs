@@ -748,3 +748,88 @@ async fn a_statement_ends_with_the_request_it_serves() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn the_serving_role_has_only_what_serve_uses_and_the_platform_functions_check_arguments() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let store = app_store(&db, PgOptions::default()).await;
+    let (a, _) = two_tenants_with_leads(&store).await;
+    store.close().await;
+    let mut app = PgConnection::connect(&db.app_url).await.unwrap();
+    let refused = |sql: &'static str| sql;
+    for sql in [
+        // The audit trail and the event log are append-only.
+        refused("DELETE FROM audit_log"),
+        refused("UPDATE audit_log SET action = 'x'"),
+        refused("DELETE FROM events"),
+        // Accounts cannot be changed or removed; tenants not removed.
+        refused("UPDATE users SET password_hash = 'x'"),
+        refused("DELETE FROM users"),
+        refused("DELETE FROM tenants"),
+        refused("UPDATE tenants SET slug = 'x'"),
+        // A refresh token cannot be moved to another user, nor a key to another secret.
+        refused("UPDATE refresh_tokens SET user_id = gen_random_uuid()"),
+        refused("UPDATE api_keys SET key_hash = 'x'"),
+        refused("INSERT INTO flow_migrations (version) VALUES (999)"),
+    ] {
+        let result = app.execute(sql).await;
+        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("permission denied"), "{sql}: {message:?}");
+    }
+    for (sql, expected) in [
+        (
+            "SELECT flow_settle_job(gen_random_uuid(), 1, 'running', NULL, NULL, NULL, now())",
+            "settled as completed, dead or ready",
+        ),
+        (
+            "SELECT flow_settle_jobs(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['bogus'], \
+             ARRAY[NULL::jsonb], ARRAY[NULL::timestamptz], ARRAY[NULL::jsonb], now())",
+            "settled as completed, dead or ready",
+        ),
+        (
+            "SELECT * FROM flow_claim_jobs(ARRAY['q'], 1000000, now(), now() + interval '1 minute')",
+            "1 to 1000 jobs",
+        ),
+        (
+            "SELECT * FROM flow_claim_jobs(ARRAY['q'], 10, now(), now() + interval '1 year')",
+            "within a day",
+        ),
+        (
+            "SELECT * FROM flow_claim_jobs(ARRAY['q'], 10, now() + interval '1 day', \
+             now() + interval '1 day 1 minute')",
+            "from the database clock",
+        ),
+        (
+            "SELECT flow_prune_events(now() + interval '1 hour')",
+            "only past events",
+        ),
+        (
+            "SELECT flow_touch_api_key(gen_random_uuid(), now() + interval '1 year')",
+            "from the database clock",
+        ),
+    ] {
+        let message = sqlx::query(sql)
+            .execute(&mut app)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains(expected), "{sql}: {message:?}");
+    }
+    // What serving needs still works as this role.
+    let mut tx = app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(a.0.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE leads SET notes = 'ok'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    app.close().await.unwrap();
+}
