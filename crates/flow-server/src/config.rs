@@ -42,6 +42,7 @@ pub struct Config {
     pub db_statement_timeout_ms: u64,
     pub db_connections_per_tenant: u32,
     pub db_app_role: String,
+    pub db_allow_privileged_role: bool,
     pub secret_key: Option<String>,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_days: u64,
@@ -107,6 +108,7 @@ const SETTINGS: &[&str] = &[
     "db_statement_timeout_ms",
     "db_connections_per_tenant",
     "db_app_role",
+    "db_allow_privileged_role",
     "secret_key",
     "access_token_ttl_secs",
     "refresh_token_ttl_days",
@@ -442,6 +444,7 @@ impl fmt::Debug for Config {
             .field("db_max_connections", &self.db_max_connections)
             .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
             .field("db_connections_per_tenant", &self.db_connections_per_tenant)
+            .field("db_allow_privileged_role", &self.db_allow_privileged_role)
             .field("db_app_role", &self.db_app_role)
             .field(
                 "secret_key",

@@ -214,6 +214,22 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let fd_limit = flow_server::listener::raise_fd_limit();
     tracing::info!(fd_limit, "open-file limit");
     let store = open_store(&config).await?;
+    // Row-level security is the second wall between tenants; a role that is not held to
+    // it would leave only the application's own filters.
+    if let Some(reason) = store.privileged_role().await? {
+        if !config.db_allow_privileged_role {
+            anyhow::bail!(
+                "refusing to serve: {reason}, which is not held to row-level security. \
+                 Serve as the role `flow migrate` grants to (db_app_role = {:?}), or set \
+                 db_allow_privileged_role = true to accept the risk",
+                config.db_app_role
+            );
+        }
+        tracing::warn!(
+            %reason,
+            "SERVING WITHOUT ROW-LEVEL SECURITY: only the application separates tenants"
+        );
+    }
     let demo_keys = if demo {
         let keys = tenants::ensure_demo(&*store, config.default_rate_limit_per_minute)
             .await

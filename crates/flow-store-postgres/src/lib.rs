@@ -850,6 +850,28 @@ impl Store for PgStore {
             .await
     }
 
+    async fn privileged_role(&self) -> StoreResult<Option<String>> {
+        let (role, superuser, bypass, owner): (String, bool, bool, bool) = sqlx::query_as(
+            "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
+                    EXISTS (SELECT 1 FROM pg_class c
+                            WHERE c.relnamespace = 'public'::regnamespace AND c.relname = 'leads'
+                              AND pg_has_role(current_user, c.relowner, 'USAGE'))
+             FROM pg_roles r WHERE r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(if superuser {
+            Some(format!("role {role} is a superuser"))
+        } else if bypass {
+            Some(format!("role {role} has BYPASSRLS"))
+        } else if owner {
+            Some(format!("role {role} owns Flow's tables"))
+        } else {
+            None
+        })
+    }
+
     async fn close(&self) {
         // What this process committed last must still wake the others.
         self.wakeups.send(&self.pool).await;

@@ -833,3 +833,22 @@ async fn the_serving_role_has_only_what_serve_uses_and_the_platform_functions_ch
     tx.rollback().await.unwrap();
     app.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn roles_not_held_to_row_level_security_are_named() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let reason = |url: String| async move {
+        let store = PgStore::open(&url, &PgOptions::default()).await.unwrap();
+        let reason = store.privileged_role().await.unwrap();
+        store.close().await;
+        reason
+    };
+    assert_eq!(reason(db.app_url.clone()).await, None);
+    let owner = reason(db.owner_url.clone()).await.unwrap_or_default();
+    assert!(owner.contains("owns Flow's tables"), "{owner:?}");
+    let superuser = reason(db.admin_url.clone()).await.unwrap_or_default();
+    assert!(superuser.contains("superuser"), "{superuser:?}");
+}

@@ -157,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes completed jobs that finished before `finished_before` (retention).
     async fn prune_jobs(&self, finished_before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// Why this connection is not held to tenant isolation, if it is not: a PostgreSQL
+    /// superuser, a role with BYPASSRLS, or the tables' owner (who may switch the platform
+    /// policy on). `None` for the embedded backend, where isolation is the application's.
+    async fn privileged_role(&self) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
     /// Closes connections; called once on shutdown.
     async fn close(&self);
 }

@@ -709,3 +709,43 @@ async fn migrate_does_not_print_the_database_password() {
     );
     assert!(!said.contains("hunter2"), "{said}");
 }
+
+#[tokio::test]
+async fn serve_refuses_a_role_that_is_not_held_to_row_level_security() {
+    if std::env::var("FLOW_TEST_BACKEND").as_deref() != Ok("postgres") {
+        eprintln!("this test runs in the PostgreSQL run of the suite");
+        return;
+    }
+    let server = flow_store_postgres::testing::server_url().expect("FLOW_TEST_POSTGRES");
+    let db = flow_store_postgres::testing::TestDatabase::create_on(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flow.toml"),
+        format!("database_url = {:?}\n", db.owner_url),
+    )
+    .unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        flow_command(dir.path())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .output(),
+    )
+    .await
+    .expect("serve gives up at once")
+    .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("refusing to serve") && said.contains("owns Flow's tables"),
+        "{said}"
+    );
+    // Allowed explicitly, it starts (with a warning in its log).
+    let mut started = serve_with_env(
+        dir.path(),
+        &[],
+        &[("FLOW_DB_ALLOW_PRIVILEGED_ROLE", "true")],
+    )
+    .await;
+    started.child.start_kill().unwrap();
+    started.child.wait().await.unwrap();
+}
