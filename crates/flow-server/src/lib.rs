@@ -30,7 +30,7 @@ use crate::{config::Config, state::AppState};
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url();
     let store: Arc<dyn Store> = if is_postgres(&url) {
-        let store = PgStore::open(&url, &pg_options(config))
+        let store = PgStore::open(&url, &pg_options(config)?)
             .await
             .context("connecting to PostgreSQL")?;
         store.listen();
@@ -58,14 +58,24 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-fn pg_options(config: &Config) -> PgOptions {
-    PgOptions {
+fn pg_options(config: &Config) -> anyhow::Result<PgOptions> {
+    // Event notices between instances are tagged with a key of their own, derived from the
+    // shared secret every instance of a cluster already has.
+    use sha2::Digest;
+    let secret = config.load_or_create_secret()?;
+    let notice_key = sha2::Sha256::new()
+        .chain_update(b"flow event notices\0")
+        .chain_update(&secret)
+        .finalize()
+        .to_vec();
+    Ok(PgOptions {
+        notice_key: flow_store_postgres::NoticeKey(notice_key),
         max_connections: config.db_max_connections,
         statement_timeout: std::time::Duration::from_millis(config.db_statement_timeout_ms),
         connections_per_tenant: config.db_connections_per_tenant,
         app_role: config.db_app_role.clone(),
         ..PgOptions::default()
-    }
+    })
 }
 
 /// A bound, not yet running server.

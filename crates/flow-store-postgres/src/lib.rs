@@ -19,7 +19,7 @@ mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -85,12 +85,52 @@ const TABLE_GRANTS: &[(&str, &str)] = &[
 /// Serialises concurrent `migrate` calls (several instances starting at once).
 const MIGRATION_LOCK: i64 = 0x0066_6c6f_776d_6967; // "flowmig"
 
-/// Channel for "a tenant's event log grew"; payload `instance tenant_id`.
+/// Channel for "a tenant's event log grew"; payload `instance tag`, where the tag stands
+/// for the tenant (see [`NoticeKey`]).
 const EVENTS_CHANNEL: &str = "flow_events";
 /// Channel for "jobs were enqueued"; payload `instance`.
 const JOBS_CHANNEL: &str = "flow_jobs";
 /// Sent by triggers when an API key or a tenant changes (see `key_cache`).
 const KEYS_CHANNEL: &str = "flow_keys";
+
+/// The key that turns a tenant id into the tag its event notices carry. Any role that can
+/// connect may LISTEN on Flow's channels and NOTIFY on them, which PostgreSQL cannot
+/// restrict; with tags, a listener without the key learns no tenant ids, and a forged
+/// notice names no tenant an instance knows (it is dropped, or at worst makes one tenant's
+/// log be read again). Every instance of a cluster needs the same key: Flow derives it
+/// from `secret_key`.
+#[derive(Clone, Default)]
+pub struct NoticeKey(pub Vec<u8>);
+
+impl std::fmt::Debug for NoticeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoticeKey(<redacted>)")
+    }
+}
+
+impl NoticeKey {
+    /// The tag standing for `tenant` in event notices: 128 bits of HMAC-SHA256, in hex.
+    fn tag(&self, tenant: TenantId) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(tenant.0.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+/// Tenants by the tag of their event notices; refreshed from the tenant registry when a
+/// tag is unknown, at most every [`TagMap::REFRESH_EVERY`], so that forged notices cannot
+/// make an instance query the database at will.
+#[derive(Default)]
+struct TagMap {
+    tenants: HashMap<String, TenantId>,
+    refreshed: Option<std::time::Instant>,
+}
+
+impl TagMap {
+    const REFRESH_EVERY: Duration = Duration::from_millis(100);
+}
 
 /// Tuning for [`PgStore::open`].
 #[derive(Clone, Debug)]
@@ -104,6 +144,8 @@ pub struct PgOptions {
     pub statement_timeout: Duration,
     /// Connections one tenant may hold at once; 0: half of `max_connections`.
     pub connections_per_tenant: u32,
+    /// Tags the tenant in event notices between instances.
+    pub notice_key: NoticeKey,
     /// The role `flow serve` connects as; `migrate` grants it what it needs.
     pub app_role: String,
     /// Test-only: leave the application's own tenant filter out of `list_leads`, so a
@@ -120,6 +162,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
             connections_per_tenant: 0,
+            notice_key: NoticeKey::default(),
             app_role: "flow_app".into(),
             unfiltered_lead_list_for_tests: false,
             plans_for_tests: None,
@@ -139,6 +182,7 @@ pub struct PgStore {
     keys: Arc<key_cache::KeyCache>,
     wakeups: Arc<Wakeups>,
     slots: Arc<TenantSlots>,
+    tags: Arc<tokio::sync::Mutex<TagMap>>,
 }
 
 /// Wake-ups for the other instances, sent after commit. A NOTIFY inside the writing
@@ -239,6 +283,7 @@ impl PgStore {
                 options.acquire_timeout,
             )),
             wakeups: Arc::default(),
+            tags: Arc::default(),
         };
         tokio::spawn(store.wakeups.clone().run(store.pool.clone()));
         Ok(store)
@@ -276,6 +321,7 @@ impl PgStore {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
                     self.on_notification(notification.channel(), notification.payload())
+                        .await
                 }
                 Ok(None) => self.wake_everyone(),
                 Err(sqlx::Error::PoolClosed) => return Ok(()),
@@ -284,7 +330,7 @@ impl PgStore {
         }
     }
 
-    fn on_notification(&self, channel: &str, payload: &str) {
+    async fn on_notification(&self, channel: &str, payload: &str) {
         if channel == KEYS_CHANNEL {
             self.keys.invalidate();
             return;
@@ -296,10 +342,11 @@ impl PgStore {
         }
         match channel {
             EVENTS_CHANNEL => {
-                if let Some(tenant) = parts.next().and_then(|t| t.parse::<Uuid>().ok()) {
+                let Some(tag) = parts.next() else { return };
+                if let Some(tenant) = self.tenant_of_tag(tag).await {
                     // No events attached: the dispatcher reads them from the log.
                     let _ = self.notices.send(CommitNotice {
-                        tenant_id: tenant.into(),
+                        tenant_id: tenant,
                         events: Arc::new(Vec::new()),
                     });
                 }
@@ -308,6 +355,39 @@ impl PgStore {
                 let _ = self.work.send(());
             }
         }
+    }
+
+    /// The tenant an event notice's tag stands for; `None` for a tag of no tenant (a
+    /// forged notice, or a tenant created since the last refresh less than
+    /// [`TagMap::REFRESH_EVERY`] ago, whose events the next notice or poll delivers).
+    async fn tenant_of_tag(&self, tag: &str) -> Option<TenantId> {
+        let mut tags = self.tags.lock().await;
+        if let Some(tenant) = tags.tenants.get(tag) {
+            return Some(*tenant);
+        }
+        if tags
+            .refreshed
+            .is_some_and(|at| at.elapsed() < TagMap::REFRESH_EVERY)
+        {
+            return None;
+        }
+        tags.refreshed = Some(std::time::Instant::now());
+        let ids: Vec<Uuid> = match sqlx::query_scalar("SELECT id FROM tenants")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::warn!(%error, "reading tenants for event notices failed");
+                return None;
+            }
+        };
+        let key = &self.options.notice_key;
+        tags.tenants = ids
+            .into_iter()
+            .map(|id| (key.tag(id.into()), id.into()))
+            .collect();
+        tags.tenants.get(tag).copied()
     }
 
     /// After a gap in listening: workers look for jobs and every log is re-read.
@@ -895,7 +975,11 @@ impl PgStore {
     pub(crate) fn announce(&self, notice: CommitNotice) {
         self.wakeups.add(
             EVENTS_CHANNEL,
-            format!("{} {}", self.instance, notice.tenant_id),
+            format!(
+                "{} {}",
+                self.instance,
+                self.options.notice_key.tag(notice.tenant_id)
+            ),
         );
         let _ = self.notices.send(notice);
     }

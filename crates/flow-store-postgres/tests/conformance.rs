@@ -852,3 +852,80 @@ async fn roles_not_held_to_row_level_security_are_named() {
     let superuser = reason(db.admin_url.clone()).await.unwrap_or_default();
     assert!(superuser.contains("superuser"), "{superuser:?}");
 }
+
+#[tokio::test]
+async fn event_notices_name_no_tenant_and_forged_ones_are_dropped() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    migrated(&db).await;
+    let options = PgOptions {
+        notice_key: flow_store_postgres::NoticeKey(b"a cluster's shared key".to_vec()),
+        ..PgOptions::default()
+    };
+    let writer = app_store(&db, options.clone()).await;
+    let reader = app_store(&db, options).await;
+    let mut notices = reader.commit_notices();
+    reader.listen();
+    // The listener announces itself with a notice for every tenant once it listens.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.tenant_id,
+        flow_store::CommitNotice::all_tenants().tenant_id
+    );
+    // Any role that can connect may listen: what it hears names no tenant.
+    let mut spy = sqlx::postgres::PgListener::connect(&db.app_url)
+        .await
+        .unwrap();
+    spy.listen("flow_events").await.unwrap();
+
+    let (a, _) = two_tenants_with_leads(&writer).await;
+    let mut tx = writer.begin(a).await.unwrap();
+    tx.append_event(&flow_store::NewEvent::new(
+        flow_store::EventType::LeadCreated,
+        "crm-web",
+        serde_json::json!({}),
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), spy.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !heard.payload().contains(&a.0.to_string()),
+        "{}",
+        heard.payload()
+    );
+    // Another instance with the key knows which tenant it was.
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(10), notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notice.tenant_id, a);
+
+    // Forged notices, by tenant id or by a made-up tag, reach no one.
+    let mut forger = PgConnection::connect(&db.app_url).await.unwrap();
+    for payload in [
+        format!("forger {}", a.0),
+        "forger 00112233445566778899aabbccddeeff".to_owned(),
+    ] {
+        sqlx::query("SELECT pg_notify('flow_events', $1)")
+            .bind(payload)
+            .execute(&mut forger)
+            .await
+            .unwrap();
+    }
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(500), notices.recv()).await;
+    assert!(
+        nothing.is_err(),
+        "a forged notice went through: {nothing:?}"
+    );
+    forger.close().await.unwrap();
+    writer.close().await;
+    reader.close().await;
+}
