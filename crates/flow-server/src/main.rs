@@ -148,6 +148,19 @@ enum UserCommand {
         #[arg(long, env = "FLOW_USER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Invite someone to a tenant and print the invitation's token, for the operator to
+    /// pass on (a tenant admin's `POST /users` makes the same invitation; Flow does not
+    /// send email yet). Inviting again replaces the pending invitation and its token.
+    Invite {
+        /// Tenant slug or id.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// admin, user or viewer.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
 }
 
 #[tokio::main]
@@ -314,13 +327,45 @@ async fn set_tenant_active(
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let UserCommand::Create {
-        tenant,
-        email,
-        name,
-        role,
-        password,
-    } = command;
+    let (tenant, email, name, role, password) = match command {
+        UserCommand::Create {
+            tenant,
+            email,
+            name,
+            role,
+            password,
+        } => (tenant, email, name, role, password),
+        UserCommand::Invite {
+            tenant,
+            email,
+            role,
+        } => {
+            let tenant = tenants::find_tenant(&*store, &tenant)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {}", e.message))?;
+            let role: flow_store::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let (invitation, token) = users::invite(
+                &*store,
+                &flow_app::auth::Caller::system(tenant.id),
+                users::AddMember { email, role },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!(
+                "invitation: {} as {} of {}, until {}",
+                invitation.email,
+                invitation.role.as_str(),
+                tenant.slug,
+                invitation.expires_at.to_rfc3339()
+            );
+            println!("token:      {token}");
+            println!(
+                "They accept with POST /auth/invitations/accept {{\"token\", \"password\", \"name\"}}."
+            );
+            store.close().await;
+            return Ok(());
+        }
+    };
     let tenant = tenants::find_tenant(&*store, &tenant)
         .await
         .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {}", e.message))?;

@@ -1364,14 +1364,12 @@ function pageUsers(ctx) {
   }
 
   const inp = (id, type, extra) => h('input', { id, type, autocomplete: 'off', ...extra });
-  const submit = h('button', { id: 'new-user-submit', class: 'btn primary', type: 'submit' }, 'Add member');
+  const submit = h('button', { id: 'new-user-submit', class: 'btn primary', type: 'submit' }, 'Invite');
   const error = h('p', { id: 'new-user-error', class: 'form-error', role: 'alert', hidden: true });
   const form = h('form', { id: 'new-user-form', novalidate: true, class: 'card inline-form', 'aria-labelledby': 'new-user-title' },
-    h('h2', { id: 'new-user-title' }, 'Add a member'),
+    h('h2', { id: 'new-user-title' }, 'Invite a member'),
     h('div', { class: 'grid' },
-      field('Email', inp('new-user-email', 'email', { required: true })),
-      field('Name', inp('new-user-name', 'text')),
-      field('Password', inp('new-user-password', 'password', { autocomplete: 'new-password' }), 'Only for a new account'),
+      field('Email', inp('new-user-email', 'email', { required: true }), 'They join when they accept the invitation'),
       field('Role', select({ id: 'new-user-role' }, ROLES, 'user'))),
     error,
     h('div', { class: 'form-actions' }, submit));
@@ -1381,16 +1379,11 @@ function pageUsers(ctx) {
     error.hidden = true;
     submit.disabled = true;
     try {
-      // Name and password only matter for a new account; an existing one just joins.
+      // An invitation: the person joins (and appears in the table) once they accept it.
       const body = { email: v('new-user-email').trim(), role: v('new-user-role') };
-      if (v('new-user-name').trim()) body.name = v('new-user-name').trim();
-      if (v('new-user-password')) body.password = v('new-user-password');
-      const u = await api('POST', '/users', body);
-      $('.state-row', t.tbody)?.remove();
-      t.tbody.querySelector(`tr[data-user-id="${CSS.escape(u.id)}"]`)?.remove();
-      add(t.tbody, draw(u));
+      const invited = await api('POST', '/users', body);
       form.reset();
-      notify(`${u.email} added as ${u.role}`);
+      notify(`${invited.email} invited as ${invited.role}`);
     } catch (err) {
       error.textContent = err.message;
       error.hidden = false;

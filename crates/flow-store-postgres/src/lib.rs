@@ -29,8 +29,8 @@ use flow_store::{
     TenantSlots, TenantTx,
 };
 use flow_store::{
-    Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
-    UserId,
+    Invitation, Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User,
+    UserCredentials, UserId,
 };
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_functions_not_public.sql"),
     include_str!("../migrations/0009_lookup_indexes.sql"),
     include_str!("../migrations/0010_checked_platform_functions.sql"),
+    include_str!("../migrations/0011_invitations.sql"),
 ];
 
 /// What the serving role may do to each table: what `serve` uses and no more. Row-level
@@ -63,6 +64,10 @@ const TABLE_GRANTS: &[(&str, &str)] = &[
     ("tenants", "SELECT, INSERT, UPDATE (active)"),
     ("users", "SELECT, INSERT"),
     ("memberships", "SELECT, INSERT, UPDATE (role), DELETE"),
+    (
+        "invitations",
+        "SELECT, INSERT, UPDATE (accepted_at), DELETE",
+    ),
     (
         "refresh_tokens",
         "SELECT, INSERT, UPDATE (used_at, revoked_at), DELETE",
@@ -689,6 +694,15 @@ impl Store for PgStore {
             .await
             .map_err(map_err)?;
         row.map(|row| rows::user_credentials(&row)).transpose()
+    }
+
+    async fn find_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Invitation>> {
+        let row = sqlx::query("SELECT * FROM flow_find_invitation($1)")
+            .bind(&token_hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|row| rows::invitation(&row)).transpose()
     }
 
     async fn get_user(&self, id: UserId) -> StoreResult<User> {

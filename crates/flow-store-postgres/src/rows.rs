@@ -6,7 +6,8 @@ use flow_store::{
     Lead, LeadStatus, LoggedEvent, QueueCounts, Severity, StoreError, StoreResult, Tenant,
 };
 use flow_store::{
-    ActorKind, IncidentStatus, Member, Membership, RefreshToken, Role, User, UserCredentials,
+    ActorKind, IncidentStatus, Invitation, Member, Membership, RefreshToken, Role, User,
+    UserCredentials,
 };
 use serde_json::Value;
 use sqlx::{postgres::PgRow, Row};
@@ -253,6 +254,18 @@ pub fn user(row: &PgRow) -> StoreResult<User> {
         name: get(row, "name")?,
         active: get(row, "active")?,
         created_at: get(row, "created_at")?,
+    })
+}
+
+pub fn invitation(row: &PgRow) -> StoreResult<Invitation> {
+    Ok(Invitation {
+        id: id(row, "id")?,
+        tenant_id: id(row, "tenant_id")?,
+        email: get(row, "email")?,
+        role: parsed(row, "role", Role::parse)?,
+        invited_by: get(row, "invited_by")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
     })
 }
 

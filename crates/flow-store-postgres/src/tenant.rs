@@ -13,7 +13,7 @@ use flow_store::{
     NewJob, QueueCounts, RollupCounts, StoreError, StoreResult, TenantId, TenantRead, TenantTx,
     LIKE_ESCAPE,
 };
-use flow_store::{Member, Role, TenantSlot, UserId};
+use flow_store::{InvitationId, Member, NewInvitation, Role, TenantSlot, UserId};
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
@@ -898,6 +898,50 @@ impl TenantTx for PgTenant {
         )
         .await
         .map(drop)
+    }
+
+    async fn replace_invitation(&mut self, new: &NewInvitation) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        let invitation = &new.invitation;
+        self.execute(
+            sqlx::query(
+                "DELETE FROM invitations WHERE tenant_id = $1 AND email = $2 AND accepted_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(&invitation.email),
+        )
+        .await?;
+        self.execute(
+            sqlx::query(
+                "INSERT INTO invitations (id, tenant_id, email, role, invited_by, token_hash,
+                                          created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(invitation.id.0)
+            .bind(tenant)
+            .bind(&invitation.email)
+            .bind(invitation.role.as_str())
+            .bind(&invitation.invited_by)
+            .bind(&new.token_hash[..])
+            .bind(invitation.created_at)
+            .bind(invitation.expires_at),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn accept_invitation(&mut self, id: InvitationId) -> StoreResult<()> {
+        let tenant = self.tenant.0;
+        self.execute_one(
+            sqlx::query(
+                "UPDATE invitations SET accepted_at = $3
+                 WHERE tenant_id = $1 AND id = $2 AND accepted_at IS NULL AND expires_at > $3",
+            )
+            .bind(tenant)
+            .bind(id.0)
+            .bind(now()),
+        )
+        .await
     }
 
     async fn delete_member(&mut self, user: UserId) -> StoreResult<()> {

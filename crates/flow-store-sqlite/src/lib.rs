@@ -19,8 +19,8 @@ use flow_store::{
     TenantRead, TenantTx,
 };
 use flow_store::{
-    Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User, UserCredentials,
-    UserId,
+    Invitation, Membership, NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, User,
+    UserCredentials, UserId,
 };
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::broadcast;
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_users.sql"),
     include_str!("../migrations/0005_job_owner.sql"),
     include_str!("../migrations/0006_lookup_indexes.sql"),
+    include_str!("../migrations/0007_invitations.sql"),
 ];
 
 /// Tuning for [`SqliteStore::open`].
@@ -214,6 +215,20 @@ impl Store for SqliteStore {
                     })
                 })
                 .optional()
+            })
+            .map_err(map_err)
+    }
+
+    async fn find_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Invitation>> {
+        let reader = self.pool.reader().await?;
+        reader
+            .prepare_cached(
+                "SELECT * FROM invitations
+                 WHERE token_hash = ?1 AND accepted_at IS NULL AND expires_at > ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![&token_hash[..], micros(now())], rows::invitation)
+                    .optional()
             })
             .map_err(map_err)
     }

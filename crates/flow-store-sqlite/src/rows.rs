@@ -7,8 +7,8 @@ use flow_store::{
     QueueCounts, StoreResult, Tenant,
 };
 use flow_store::{
-    ActorKind, Conversation, Incident, IncidentStatus, Member, Membership, RefreshToken, Role,
-    Severity, User,
+    ActorKind, Conversation, Incident, IncidentStatus, Invitation, Member, Membership,
+    RefreshToken, Role, Severity, User,
 };
 use rusqlite::{types::Type, Row};
 use serde_json::Value;
@@ -296,6 +296,18 @@ pub fn user(row: &Row) -> rusqlite::Result<User> {
         name: row.get("name")?,
         active: row.get("active")?,
         created_at: time(row, "created_at")?,
+    })
+}
+
+pub fn invitation(row: &Row) -> rusqlite::Result<Invitation> {
+    Ok(Invitation {
+        id: row.get::<_, uuid::Uuid>("id")?.into(),
+        tenant_id: row.get::<_, uuid::Uuid>("tenant_id")?.into(),
+        email: row.get("email")?,
+        role: role(row)?,
+        invited_by: row.get("invited_by")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
     })
 }
 

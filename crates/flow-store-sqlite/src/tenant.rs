@@ -12,7 +12,8 @@ use flow_store::{
     TenantId, TenantRead, TenantTx, LIKE_ESCAPE,
 };
 use flow_store::{
-    Conversation, ConversationId, DailyRollup, Incident, IncidentId, Member, Role, UserId,
+    Conversation, ConversationId, DailyRollup, Incident, IncidentId, InvitationId, Member,
+    NewInvitation, Role, UserId,
 };
 use rusqlite::{
     params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
@@ -779,6 +780,38 @@ impl TenantTx for SqliteTenant {
             params![self.tenant.0, user.0, role.as_str(), micros(now())],
         )
         .map(drop)
+    }
+
+    async fn replace_invitation(&mut self, new: &NewInvitation) -> StoreResult<()> {
+        let invitation = &new.invitation;
+        self.execute(
+            "DELETE FROM invitations WHERE tenant_id = ?1 AND email = ?2 AND accepted_at IS NULL",
+            params![self.tenant.0, invitation.email],
+        )?;
+        self.execute(
+            "INSERT INTO invitations (id, tenant_id, email, role, invited_by, token_hash,
+                                      created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                invitation.id.0,
+                self.tenant.0,
+                invitation.email,
+                invitation.role.as_str(),
+                invitation.invited_by,
+                &new.token_hash[..],
+                micros(invitation.created_at),
+                micros(invitation.expires_at)
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn accept_invitation(&mut self, id: InvitationId) -> StoreResult<()> {
+        self.execute_one(
+            "UPDATE invitations SET accepted_at = ?3
+             WHERE tenant_id = ?1 AND id = ?2 AND accepted_at IS NULL AND expires_at > ?3",
+            params![self.tenant.0, id.0, micros(now())],
+        )
     }
 
     async fn delete_member(&mut self, user: UserId) -> StoreResult<()> {

@@ -373,6 +373,7 @@ pub async fn run(store: &dyn Store) {
     batch_enqueue(store, a.id, b.id).await;
     search(store).await;
     rollup(store).await;
+    invitations(store).await;
 
     // An inactive tenant shows in the key lookup.
     store.set_tenant_active(a.id, false).await.unwrap();
@@ -597,6 +598,66 @@ async fn search(store: &dyn Store) {
         .unwrap();
     let found: Vec<_> = contacts.iter().map(|c| c.company.as_deref()).collect();
     assert_eq!(found, [Some("Under_score")], "contacts matching \"_\"");
+}
+
+/// An invitation is found by its token until accepted, replaced or expired, and only its
+/// own tenant accepts it.
+async fn invitations(store: &dyn Store) {
+    let a = store
+        .create_tenant("Inviting", "conf-invite-a")
+        .await
+        .unwrap()
+        .id;
+    let b = store
+        .create_tenant("Other", "conf-invite-b")
+        .await
+        .unwrap()
+        .id;
+    let invitation = |expires_in: chrono::Duration| crate::Invitation {
+        id: crate::InvitationId::new(),
+        tenant_id: a,
+        email: "guest@example.com".into(),
+        role: Role::User,
+        invited_by: "admin".into(),
+        created_at: now(),
+        expires_at: now() + expires_in,
+    };
+    let store_invitation = |invitation: crate::Invitation, hash: [u8; 32]| async move {
+        let mut tx = store.begin(a).await.unwrap();
+        tx.replace_invitation(&crate::NewInvitation {
+            invitation,
+            token_hash: hash,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    };
+    let first = invitation(chrono::Duration::days(7));
+    store_invitation(first.clone(), [1; 32]).await;
+    let found = store.find_invitation(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((found.id, found.tenant_id), (first.id, a));
+    assert!(store.find_invitation(&[2; 32]).await.unwrap().is_none());
+
+    // Inviting the same person again replaces the pending invitation and its token.
+    let second = invitation(chrono::Duration::days(7));
+    store_invitation(second.clone(), [2; 32]).await;
+    assert!(store.find_invitation(&[1; 32]).await.unwrap().is_none());
+
+    // Another tenant cannot accept it; its own tenant accepts it once.
+    let mut tx = store.begin(b).await.unwrap();
+    assert!(is_not_found(tx.accept_invitation(second.id).await));
+    drop(tx);
+    let mut tx = store.begin(a).await.unwrap();
+    tx.accept_invitation(second.id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.find_invitation(&[2; 32]).await.unwrap().is_none());
+    let mut tx = store.begin(a).await.unwrap();
+    assert!(is_not_found(tx.accept_invitation(second.id).await));
+    drop(tx);
+
+    // An expired one is not found.
+    store_invitation(invitation(chrono::Duration::seconds(-1)), [3; 32]).await;
+    assert!(store.find_invitation(&[3; 32]).await.unwrap().is_none());
 }
 
 /// A day's rollup counts what happened in its window, and is stored and read back whole.

@@ -70,4 +70,6 @@ typed_id!(
     ConversationId,
     /// Identifies a user (a person who signs in).
     UserId,
+    /// Identifies an invitation to join a tenant.
+    InvitationId,
 );

@@ -4,8 +4,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::{
-    ActivityId, ApiKeyId, AuditId, ContactId, DealId, EventId, EventPriority, EventType, LeadId,
-    TenantId, UserId,
+    ActivityId, ApiKeyId, AuditId, ContactId, DealId, EventId, EventPriority, EventType,
+    InvitationId, LeadId, TenantId, UserId,
 };
 
 /// A tenant: one business and everything it owns.
@@ -441,6 +441,32 @@ pub struct Member {
     pub role: Role,
     /// When the user joined this tenant.
     pub created_at: DateTime<Utc>,
+}
+
+/// An invitation to join a tenant with a role. The person it is for accepts it with its
+/// token (only the hash is stored), and only then becomes a member: nobody is added to a
+/// tenant without consent.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    pub id: InvitationId,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// Normalised (lower-case) email of the person invited.
+    pub email: String,
+    pub role: Role,
+    /// Who invited (an actor id).
+    pub invited_by: String,
+    pub created_at: DateTime<Utc>,
+    /// After this the token no longer works; inviting again issues a new one.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An invitation to store, replacing any pending one for the same email in the tenant.
+#[derive(Clone, Debug)]
+pub struct NewInvitation {
+    pub invitation: Invitation,
+    pub token_hash: [u8; 32],
 }
 
 /// A refresh token as stored (only its hash is kept); tokens rotate within a family.

@@ -8,10 +8,10 @@ use crate::DailyRollup;
 use crate::{
     Activity, ActivityFilter, ApiKey, ApiKeyId, ApiKeyWithTenant, AuditEntry, AuditFilter,
     ClaimRequest, Contact, ContactFilter, ContactId, Conversation, ConversationId, Deal,
-    DealFilter, DealId, Incident, IncidentId, Job, JobId, JobState, Lead, LeadFilter, LeadId,
-    LoggedEvent, Member, Membership, NewApiKey, NewAuditEntry, NewEvent, NewJob, NewRefreshToken,
-    NewUser, QueueCounts, RefreshToken, RefreshTokenUse, Role, Settlement, StoreError, StoreResult,
-    Tenant, TenantId, User, UserCredentials, UserId,
+    DealFilter, DealId, Incident, IncidentId, Invitation, InvitationId, Job, JobId, JobState, Lead,
+    LeadFilter, LeadId, LoggedEvent, Member, Membership, NewApiKey, NewAuditEntry, NewEvent,
+    NewInvitation, NewJob, NewRefreshToken, NewUser, QueueCounts, RefreshToken, RefreshTokenUse,
+    Role, Settlement, StoreError, StoreResult, Tenant, TenantId, User, UserCredentials, UserId,
 };
 
 /// A database that holds every tenant's data: the one thing a backend implements.
@@ -157,6 +157,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes completed jobs that finished before `finished_before` (retention).
     async fn prune_jobs(&self, finished_before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// The pending, unexpired invitation whose token hashes to `token_hash`, of any
+    /// tenant (the person accepting it is not signed in to a tenant yet).
+    async fn find_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Invitation>>;
+
     /// Why this connection is not held to tenant isolation, if it is not: a PostgreSQL
     /// superuser, a role with BYPASSRLS, or the tables' owner (who may switch the platform
     /// policy on). `None` for the embedded backend, where isolation is the application's.
@@ -277,6 +281,10 @@ pub trait TenantTx: TenantRead {
     async fn upsert_member(&mut self, user: UserId, role: Role) -> StoreResult<()>;
     /// Removes the user from this tenant; `NotFound` if not a member.
     async fn delete_member(&mut self, user: UserId) -> StoreResult<()>;
+    /// Stores an invitation, replacing a pending one for the same email.
+    async fn replace_invitation(&mut self, invitation: &NewInvitation) -> StoreResult<()>;
+    /// Marks a pending invitation accepted; `NotFound` if it is not pending any more.
+    async fn accept_invitation(&mut self, id: InvitationId) -> StoreResult<()>;
     /// Locks the tenant's memberships until commit, so a check across them (the last
     /// admin) cannot race another change. A backend whose writers are serialised anyway
     /// needs nothing.

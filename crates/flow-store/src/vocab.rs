@@ -39,6 +39,7 @@ string_enum! {
         IncidentUpdate = "incident.update",
         TenantCreate = "tenant.create",
         UserAdd = "user.add",
+        UserInvite = "user.invite",
         UserUpdate = "user.update",
         UserRemove = "user.remove",
         ApiKeyCreate = "api_key.create",

@@ -2,7 +2,7 @@
 
 use axum::{extract::State, http::StatusCode, Json};
 use flow_app::services::users::{
-    self, AppToken, Login, Logout, MintAppToken, Profile, Refresh, Session,
+    self, AcceptInvitation, AppToken, Login, Logout, MintAppToken, Profile, Refresh, Session,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,6 +19,7 @@ pub fn public_router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(accept_invitation))
 }
 
 /// Routes behind the usual authentication.
@@ -61,6 +62,21 @@ async fn logout(
 ) -> HttpResult<StatusCode> {
     users::logout(&state.sessions, input).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Accept an invitation to a tenant with its token, and be signed in to that tenant. An
+/// email with an account gives the account's password; a new one sets it, with a name.
+#[utoipa::path(post, path = "/auth/invitations/accept", tag = "auth",
+    request_body = AcceptInvitation, security(()),
+    responses((status = 200, body = Session), (status = "4XX", body = ErrorBody)))]
+async fn accept_invitation(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(input): ApiJson<AcceptInvitation>,
+) -> HttpResult<Json<Session>> {
+    Ok(Json(
+        users::accept_invitation(&state.sessions, client, input).await?,
+    ))
 }
 
 /// The signed-in user, the current tenant and role, and every tenant of the user.

@@ -6,7 +6,7 @@ use flow_app::services::{
     keys::{self, CreatedKey},
     users::{self, AddMember, UpdateMember},
 };
-use flow_store::{ApiKey, ApiKeyId, Member, UserId};
+use flow_store::{ApiKey, ApiKeyId, Invitation, Member, UserId};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -44,17 +44,18 @@ async fn list_members(
     Ok(Json(List { data }))
 }
 
-/// Add a person to the tenant (admins): an existing account by email, or a new one
-/// with `name` and `password`.
+/// Invite a person to the tenant (admins). The answer is the same whether or not the email
+/// has an account; the person joins by accepting with the invitation's token
+/// (`POST /auth/invitations/accept`), which is sent to them, never shown here.
 #[utoipa::path(post, path = "/users", tag = "admin", request_body = AddMember,
-    responses((status = 201, body = Member), (status = "4XX", body = ErrorBody)))]
+    responses((status = 202, body = Invitation), (status = "4XX", body = ErrorBody)))]
 async fn add_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiJson(input): ApiJson<AddMember>,
-) -> HttpResult<(StatusCode, Json<Member>)> {
-    let member = users::add_member(&*state.store, &caller, input).await?;
-    Ok((StatusCode::CREATED, Json(member)))
+) -> HttpResult<(StatusCode, Json<Invitation>)> {
+    let (invitation, _token) = users::invite(&*state.store, &caller, input).await?;
+    Ok((StatusCode::ACCEPTED, Json(invitation)))
 }
 
 /// Change a member's role (admins; a tenant keeps at least one admin).

@@ -270,6 +270,24 @@ impl TestApp {
     }
 
     /// Signs in and returns the session (access and refresh tokens, profile).
+    /// Invites `email` to `tenant` as Flow itself and returns the invitation's token, as
+    /// `flow user invite` prints it for the operator (this replaces a pending invitation
+    /// for the same email, and with it the token an admin's `POST /users` made).
+    pub async fn invitation_token(&self, tenant: &Tenant, email: &str, role: Role) -> String {
+        let invite = users::AddMember {
+            email: email.into(),
+            role,
+        };
+        users::invite(
+            &*self.store,
+            &flow_app::auth::Caller::system(tenant.id),
+            invite,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("inviting {email}: {}", e.message))
+        .1
+    }
+
     pub async fn sign_in(&self, email: &str, password: &str) -> Value {
         self.login(email, password).await.expect(200).body
     }

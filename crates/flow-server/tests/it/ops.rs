@@ -151,6 +151,7 @@ async fn openapi_document_covers_every_route_and_docs_render_offline() {
         ("/auth/login", &["post"]),
         ("/auth/refresh", &["post"]),
         ("/auth/logout", &["post"]),
+        ("/auth/invitations/accept", &["post"]),
         ("/auth/app-token", &["post"]),
         ("/users/profile", &["get"]),
         ("/users", &["get", "post"]),

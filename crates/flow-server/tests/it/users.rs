@@ -198,7 +198,7 @@ async fn roles_map_onto_permissions_and_tenants_stay_apart() {
     assert_eq!(entry["actor"]["type"], "user", "{audit}");
     assert_eq!(entry["actor"]["id"], user["user"]["id"]);
     // ... but does not manage people or keys.
-    let newcomer = json!({ "email": "new@example.com", "name": "New", "password": "long enough pw", "role": "viewer" });
+    let newcomer = json!({ "email": "new@example.com", "role": "viewer" });
     app.bearer(
         Method::POST,
         "/users",
@@ -213,10 +213,10 @@ async fn roles_map_onto_permissions_and_tenants_stay_apart() {
     app.bearer(Method::GET, "/admin/queues", access(&user), None)
         .await
         .expect_error(403, "permission_denied");
-    // An admin does.
+    // An admin does (an invitation: the newcomer is a member once they accept).
     app.bearer(Method::POST, "/users", access(&admin), Some(newcomer))
         .await
-        .expect(201);
+        .expect(202);
     app.bearer(Method::GET, "/admin/queues", access(&admin), None)
         .await
         .expect(200);
@@ -267,7 +267,7 @@ async fn roles_map_onto_permissions_and_tenants_stay_apart() {
         .map(|m| m["email"].as_str().unwrap())
         .collect();
     assert!(!emails.contains(&"bob@example.com"), "{emails:?}");
-    assert_eq!(emails.len(), 4, "{emails:?}");
+    assert_eq!(emails.len(), 3, "{emails:?}");
 }
 
 #[tokio::test]
@@ -348,21 +348,53 @@ async fn admins_manage_members_and_api_keys_of_their_tenant() {
     let admin = app.sign_in("ada@example.com", &password).await;
     let token = access(&admin);
 
-    // A new account, then a change of role, then removal.
-    let member = app
+    // An invitation, accepted; then a change of role, then removal.
+    let invitation = app
         .bearer(
             Method::POST,
             "/users",
             token,
-            Some(json!({ "email": "Cy@Example.com", "name": "Cy", "password": "cy's long password", "role": "user" })),
+            Some(json!({ "email": "Cy@Example.com", "role": "user" })),
         )
         .await
-        .expect(201)
+        .expect(202)
         .body;
     assert_eq!(
-        (member["email"].as_str(), member["role"].as_str()),
+        (invitation["email"].as_str(), invitation["role"].as_str()),
         (Some("cy@example.com"), Some("user"))
     );
+    let invite = app
+        .invitation_token(&app.a.tenant, "cy@example.com", Role::User)
+        .await;
+    app.post(
+        "/auth/invitations/accept",
+        "",
+        json!({ "token": invite, "name": "Cy", "password": "short" }),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    let joined = app
+        .post(
+            "/auth/invitations/accept",
+            "",
+            json!({ "token": invite, "name": "Cy", "password": "cy's long password" }),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(joined["tenant"]["id"], app.a.tenant.id.to_string());
+    let member = app
+        .bearer(Method::GET, "/users", token, None)
+        .await
+        .expect(200)
+        .body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "cy@example.com")
+        .cloned()
+        .expect("cy joined");
+    assert_eq!(member["role"], "user");
     app.sign_in("cy@example.com", "cy's long password").await;
     app.bearer(
         Method::POST,
@@ -376,15 +408,7 @@ async fn admins_manage_members_and_api_keys_of_their_tenant() {
         Method::POST,
         "/users",
         token,
-        Some(json!({ "email": "dee@example.com", "name": "Dee", "password": "short", "role": "user" })),
-    )
-    .await
-    .expect_error(422, "validation_failed");
-    app.bearer(
-        Method::POST,
-        "/users",
-        token,
-        Some(json!({ "email": "dee@example.com", "name": "Dee", "password": "long enough pw", "role": "owner" })),
+        Some(json!({ "email": "dee@example.com", "role": "owner" })),
     )
     .await
     .expect_error(422, "validation_failed");
@@ -790,20 +814,30 @@ async fn nobody_grants_rights_they_do_not_hold() {
             rate_limit_per_minute: 1000,
         })
         .await;
-    let admin = json!({ "email": "root@example.com", "name": "Root", "password": "long enough pw", "role": "admin" });
+    let admin = json!({ "email": "root@example.com", "role": "admin" });
     app.post("/users", &users_only, admin)
         .await
         .expect_error(403, "permission_denied");
+    app.post(
+        "/users",
+        &users_only,
+        json!({ "email": "u@example.com", "role": "user" }),
+    )
+    .await
+    .expect(202);
+    let invite = app
+        .invitation_token(&app.a.tenant, "u@example.com", Role::User)
+        .await;
     let added = app
         .post(
-            "/users",
-            &users_only,
-            json!({ "email": "u@example.com", "name": "U", "password": "long enough pw", "role": "user" }),
+            "/auth/invitations/accept",
+            "",
+            json!({ "token": invite, "name": "U", "password": "long enough pw" }),
         )
         .await
-        .expect(201)
+        .expect(200)
         .body;
-    let path = format!("/users/{}", added["id"].as_str().unwrap());
+    let path = format!("/users/{}", added["user"]["id"].as_str().unwrap());
     app.patch(&path, &users_only, json!({ "role": "admin" }))
         .await
         .expect_error(403, "permission_denied");
@@ -877,4 +911,108 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
         .filter(|m| m["role"] == "admin")
         .count();
     assert_eq!(admins, 1, "{members}");
+}
+
+/// `POST /users` once answered 201 with an existing account's id and name and put the
+/// account in the admin's tenant, and 422 "password is required" for an unknown email:
+/// an admin could list accounts platform-wide and add people without their consent.
+#[tokio::test]
+async fn an_invitation_answers_alike_for_any_email_and_joins_only_with_consent() {
+    let app = spawn_app().await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", Role::Admin)
+        .await;
+    let admin = app.sign_in("ada@example.com", &password).await;
+    let token = access(&admin);
+    // Bo has an account, in tenant B only.
+    let bo_password = app
+        .user_in(&app.b.tenant, "bo@example.com", Role::Admin)
+        .await;
+
+    let invite = |email: &'static str| {
+        app.bearer(
+            Method::POST,
+            "/users",
+            token,
+            Some(json!({ "email": email, "role": "user" })),
+        )
+    };
+    let existing = invite("bo@example.com").await.expect(202).body;
+    let unknown = invite("nobody@example.com").await.expect(202).body;
+    let shape = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (keys, v["role"].clone(), v["invitedBy"].clone())
+    };
+    assert_eq!(shape(&existing), shape(&unknown), "{existing} vs {unknown}");
+    assert!(!existing.to_string().contains("Test User"), "{existing}");
+
+    // Bo is not in A until Bo accepts.
+    let members = app
+        .bearer(Method::GET, "/users", token, None)
+        .await
+        .expect(200)
+        .body;
+    assert!(!members.to_string().contains("bo@example.com"), "{members}");
+    let bo_token = app
+        .invitation_token(&app.a.tenant, "bo@example.com", Role::User)
+        .await;
+    // Whoever holds the token without Bo's password cannot accept for Bo.
+    app.post(
+        "/auth/invitations/accept",
+        "",
+        json!({ "token": bo_token, "password": "not bo's password", "name": "Mallory" }),
+    )
+    .await
+    .expect_error(401, "invalid_credentials");
+    let bo = app.sign_in("bo@example.com", &bo_password).await;
+    assert_eq!(bo["tenants"].as_array().unwrap().len(), 1, "{bo}");
+    // Bo accepts, and is signed in to A with the invited role.
+    let joined = app
+        .post(
+            "/auth/invitations/accept",
+            "",
+            json!({ "token": bo_token, "password": bo_password }),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(joined["tenant"]["id"], app.a.tenant.id.to_string());
+    assert_eq!(joined["role"], "user");
+    assert_eq!(
+        joined["user"]["name"], "Test User",
+        "the account keeps its name"
+    );
+    // A token works once.
+    app.post(
+        "/auth/invitations/accept",
+        "",
+        json!({ "token": bo_token, "password": bo_password }),
+    )
+    .await
+    .expect_error(404, "not_found");
+
+    // A new person sets their own password; the admin's earlier token was replaced.
+    let new_token = app
+        .invitation_token(&app.a.tenant, "nobody@example.com", Role::Viewer)
+        .await;
+    app.post(
+        "/auth/invitations/accept",
+        "",
+        json!({ "token": new_token, "password": "a password of mine" }),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    let newcomer = app
+        .post(
+            "/auth/invitations/accept",
+            "",
+            json!({ "token": new_token, "password": "a password of mine", "name": "Nob" }),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(newcomer["role"], "viewer");
+    app.sign_in("nobody@example.com", "a password of mine")
+        .await;
 }

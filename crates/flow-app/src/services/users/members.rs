@@ -2,14 +2,13 @@
 
 use super::*;
 
-/// Body of `POST /users`: adds a person to the caller's tenant, creating the account if
-/// the email is new (the password is then required and set; otherwise ignored).
+/// Body of `POST /users`: invites a person to the caller's tenant with a role. They join
+/// when they accept with the invitation's token, setting their password if the account is
+/// new and confirming it if not.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddMember {
     pub email: String,
-    pub name: Option<String>,
-    pub password: Option<String>,
     pub role: Role,
 }
 
@@ -67,39 +66,138 @@ fn require_covered(caller: &Caller, grants: &[String]) -> ApiResult<()> {
     }
 }
 
-/// `POST /users`: adds someone to the tenant, creating the account when the email is new.
-pub async fn add_member(store: &dyn Store, caller: &Caller, input: AddMember) -> ApiResult<Member> {
+/// How long an invitation's token works.
+const INVITATION_DAYS: i64 = 7;
+
+/// `POST /users`: invites someone to the tenant. The answer is the same whether or not the
+/// email has an account, and nobody joins without accepting: an admin can neither learn
+/// which emails have accounts nor add someone else's account to their tenant. Returns the
+/// invitation and its token, which only the person invited may see (the API never shows
+/// it; `flow user invite` prints it for the operator to pass on until Flow sends email).
+pub async fn invite(
+    store: &dyn Store,
+    caller: &Caller,
+    input: AddMember,
+) -> ApiResult<(Invitation, String)> {
     caller.require("admin", "users")?;
     require_covered(caller, &role_permissions(input.role))?;
     let email = validate::email(&input.email)?;
-    let user = match store.find_user_credentials(&email).await? {
-        Some(existing) => existing.user,
+    let mut work = Work::begin(store, caller).await?;
+    // Members are listed to the admin anyway: saying so reveals nothing new.
+    if let Some(existing) = store.find_user_credentials(&email).await? {
+        if work.tx().get_member(existing.user.id).await.is_ok() {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyAMember,
+                "this user is already a member of the tenant",
+            ));
+        }
+    }
+    let token = random_hex();
+    let at = now();
+    let invitation = Invitation {
+        id: InvitationId::new(),
+        tenant_id: caller.tenant_id,
+        email,
+        role: input.role,
+        invited_by: caller.actor.id.clone(),
+        created_at: at,
+        expires_at: at + Duration::days(INVITATION_DAYS),
+    };
+    work.tx()
+        .replace_invitation(&NewInvitation {
+            invitation: invitation.clone(),
+            token_hash: hash_token(&token),
+        })
+        .await?;
+    work.record(Record {
+        action: AuditAction::UserInvite,
+        entity_type: "invitation",
+        entity_id: invitation.id.to_string(),
+        before: None,
+        after: snapshot(&invitation),
+        event: None,
+    })
+    .await?;
+    work.commit().await?;
+    Ok((invitation, token))
+}
+
+/// Body of `POST /auth/invitations/accept`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptInvitation {
+    /// The token the invitation was sent with.
+    pub token: String,
+    /// The account's password: its current one if the email has an account, otherwise
+    /// the one to set (10-256 characters).
+    pub password: String,
+    /// For a new account: the person's name.
+    pub name: Option<String>,
+}
+
+/// `POST /auth/invitations/accept`: the person invited joins the tenant and is signed in
+/// to it. An existing account proves it is theirs with its password (counted against
+/// guessing as sign-ins are); a new one is created with the password given.
+pub async fn accept_invitation(
+    sessions: &Sessions,
+    client: IpAddr,
+    input: AcceptInvitation,
+) -> ApiResult<Session> {
+    let store = &*sessions.store;
+    let invitation = match input.token.len() {
+        1..=128 => store.find_invitation(&hash_token(&input.token)).await?,
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "no pending invitation has this token; it may have expired or been replaced",
+        )
+    })?;
+    let user = match store.find_user_credentials(&invitation.email).await? {
+        Some(existing) => {
+            let email = &invitation.email;
+            if let Err(wait) = sessions.login_guard.check(email, client) {
+                return Err(too_many_attempts(wait));
+            }
+            let hash = Some(existing.password_hash).filter(|_| existing.user.active);
+            if input.password.len() > 1024 || !verify_password(&input.password, hash).await? {
+                sessions.login_guard.record_failure(email, client);
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "this email has an account: give its password to accept",
+                ));
+            }
+            sessions.login_guard.record_success(email);
+            existing.user
+        }
         None => {
-            let password = input
-                .password
-                .as_deref()
-                .ok_or_else(|| ApiError::validation("password is required for a new account"))?;
             let name = input
                 .name
                 .as_deref()
                 .ok_or_else(|| ApiError::validation("name is required for a new account"))?;
             store
                 .create_user(&NewUser {
-                    email,
+                    email: invitation.email.clone(),
                     name: validate::name("name", name, 200)?,
-                    password_hash: hash_password(password).await?,
+                    password_hash: hash_password(&input.password).await?,
                 })
                 .await?
         }
     };
-    let mut work = Work::begin(store, caller).await?;
-    if work.tx().get_member(user.id).await.is_ok() {
-        return Err(ApiError::new(
-            ErrorCode::AlreadyAMember,
-            "this user is already a member of the tenant",
-        ));
-    }
-    work.tx().upsert_member(user.id, input.role).await?;
+    let joining = Caller {
+        actor: flow_store::Actor {
+            kind: ActorKind::User,
+            id: user.id.to_string(),
+        },
+        ..Caller::system(invitation.tenant_id)
+    };
+    let mut work = Work::begin(store, &joining).await?;
+    work.tx()
+        .accept_invitation(invitation.id)
+        .await
+        .map_err(|e| ApiError::from_store("invitation", e))?;
+    work.tx().upsert_member(user.id, invitation.role).await?;
     let member = work.tx().get_member(user.id).await?;
     work.record(Record {
         action: AuditAction::UserAdd,
@@ -111,7 +209,13 @@ pub async fn add_member(store: &dyn Store, caller: &Caller, input: AddMember) ->
     })
     .await?;
     work.commit().await?;
-    Ok(member)
+    open_session(
+        sessions,
+        user,
+        uuid::Uuid::now_v7(),
+        Some(invitation.tenant_id),
+    )
+    .await
 }
 
 /// `PATCH /users/{id}`: changes a member's role; the last admin cannot step down.

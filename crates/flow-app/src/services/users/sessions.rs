@@ -155,7 +155,7 @@ pub async fn login(sessions: &Sessions, client: IpAddr, input: Login) -> ApiResu
     open_session(sessions, user, family, input.tenant_id).await
 }
 
-fn too_many_attempts(wait: std::time::Duration) -> ApiError {
+pub(super) fn too_many_attempts(wait: std::time::Duration) -> ApiError {
     let secs = wait.as_secs_f64().ceil() as u64;
     ApiError::new(
         ErrorCode::TooManyAttempts,
@@ -250,7 +250,7 @@ pub async fn logout(sessions: &Sessions, input: Logout) -> ApiResult<()> {
 
 /// Picks the tenant (the requested one must be the user's), mints the access token and
 /// the next refresh token of `family`.
-async fn open_session(
+pub(super) async fn open_session(
     sessions: &Sessions,
     user: User,
     family: uuid::Uuid,
@@ -361,11 +361,11 @@ fn signed_in_user(caller: &Caller) -> ApiResult<UserId> {
         })
 }
 
-fn hash_token(token: &str) -> [u8; 32] {
+pub(super) fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
