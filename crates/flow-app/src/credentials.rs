@@ -141,7 +141,17 @@ impl Credentials {
         let expires_at = claims.expires_at();
         let mut permissions = claims.permissions;
         let (actor, source_app, rate_limit) = match claims.subject {
-            Subject::User { sub, .. } => {
+            Subject::User { sub, sid, .. } => {
+                // Signed out (or the sign-in's refresh token was copied and spent twice):
+                // its access tokens end now, not when they expire.
+                if let Some(family) = sid {
+                    if !self.store.session_active(family).await? {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidToken,
+                            "this sign-in has ended; sign in again",
+                        ));
+                    }
+                }
                 // The role is read again on every request: a member who was removed or
                 // demoted, or whose tenant was suspended, loses access at once, not when the
                 // token runs out.

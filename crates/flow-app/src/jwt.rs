@@ -11,7 +11,14 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "typ", rename_all = "snake_case")]
 pub enum Subject {
     /// A signed-in user acting in one tenant with a role.
-    User { sub: UserId, role: Role },
+    User {
+        sub: UserId,
+        role: Role,
+        /// The sign-in (refresh-token family) the token belongs to: signing out, or a
+        /// copied refresh token being spent twice, ends its access tokens at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sid: Option<uuid::Uuid>,
+    },
     /// An app acting for an API key, with a subset of the key's permissions; the key
     /// is looked up on every use, so revoking it ends its tokens.
     App { key: ApiKeyId, app: String },
@@ -89,6 +96,7 @@ mod tests {
             Subject::User {
                 sub: UserId::new(),
                 role: Role::Viewer,
+                sid: None,
             },
             TenantId::new(),
             vec!["read:*".into()],

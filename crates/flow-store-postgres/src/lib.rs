@@ -696,6 +696,17 @@ impl Store for PgStore {
         row.map(|row| rows::user_credentials(&row)).transpose()
     }
 
+    async fn session_active(&self, family_id: uuid::Uuid) -> StoreResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM refresh_tokens
+                            WHERE family_id = $1 AND revoked_at IS NULL)",
+        )
+        .bind(family_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
     async fn find_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Invitation>> {
         let row = sqlx::query("SELECT * FROM flow_find_invitation($1)")
             .bind(&token_hash[..])

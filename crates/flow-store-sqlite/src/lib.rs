@@ -219,6 +219,17 @@ impl Store for SqliteStore {
             .map_err(map_err)
     }
 
+    async fn session_active(&self, family_id: uuid::Uuid) -> StoreResult<bool> {
+        let reader = self.pool.reader().await?;
+        reader
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM refresh_tokens
+                                WHERE family_id = ?1 AND revoked_at IS NULL)",
+            )
+            .and_then(|mut s| s.query_row([family_id], |row| row.get(0)))
+            .map_err(map_err)
+    }
+
     async fn find_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Invitation>> {
         let reader = self.pool.reader().await?;
         reader

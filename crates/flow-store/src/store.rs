@@ -157,6 +157,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes completed jobs that finished before `finished_before` (retention).
     async fn prune_jobs(&self, finished_before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// Whether the sign-in `family` still has an unrevoked refresh token: access tokens
+    /// of a signed-out session stop working.
+    async fn session_active(&self, family_id: uuid::Uuid) -> StoreResult<bool>;
+
     /// The pending, unexpired invitation whose token hashes to `token_hash`, of any
     /// tenant (the person accepting it is not signed in to a tenant yet).
     async fn find_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Invitation>>;

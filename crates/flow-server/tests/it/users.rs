@@ -130,6 +130,14 @@ async fn refresh_tokens_rotate_and_reuse_ends_the_whole_session() {
     refresh(&app, refresh_token(&laptop), None)
         .await
         .expect_error(401, "invalid_refresh_token");
+    // The signed-out laptop's access token ends with it, not 15 minutes later; the
+    // phone's sign-in is untouched.
+    app.bearer(Method::GET, "/leads", access(&laptop), None)
+        .await
+        .expect_error(401, "invalid_token");
+    app.bearer(Method::GET, "/leads", access(&phone), None)
+        .await
+        .expect(200);
     refresh(&app, refresh_token(&phone), None).await.expect(200);
 }
 

@@ -280,6 +280,7 @@ pub(super) async fn open_session(
         Subject::User {
             sub: user.id,
             role: chosen.role,
+            sid: Some(family),
         },
         chosen.tenant.id,
         role_permissions(chosen.role),
