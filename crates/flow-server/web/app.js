@@ -170,6 +170,9 @@ async function rawRequest(method, path, body, token = session.accessToken) {
   const headers = { 'x-source-app': APP, Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
+  // Sign-in, refresh and sign-out carry the refresh token as an httpOnly cookie, out of
+  // reach of scripts; the header is what lets the server accept that cookie.
+  if (path.startsWith('/auth/')) headers['x-flow-refresh'] = 'cookie';
   let res;
   try {
     res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
@@ -205,7 +208,8 @@ async function api(method, path, body) {
 
 /* ---------- session ---------- */
 
-const LS_REFRESH = 'flow.refreshToken';
+// Only a marker that a sign-in exists: the refresh token itself lives in an httpOnly cookie.
+const LS_SIGNED_IN = 'flow.signedIn';
 const LS_TENANT = 'flow.tenantId';
 const SS_ACCESS = 'flow.access';
 
@@ -229,7 +233,7 @@ function applyProfile(p) {
 function applyAuth(body) {
   session.accessToken = body.accessToken;
   session.expiresAt = Date.now() + (Number(body.expiresIn) || 900) * 1000;
-  if (body.refreshToken) store.set('localStorage', LS_REFRESH, body.refreshToken);
+  store.set('localStorage', LS_SIGNED_IN, '1');
   applyProfile(body);
   store.set('sessionStorage', SS_ACCESS, JSON.stringify({
     token: session.accessToken, expiresAt: session.expiresAt, tenantId: session.tenant && session.tenant.id,
@@ -238,9 +242,9 @@ function applyAuth(body) {
 }
 
 /** Exchanges the refresh token for new tokens (for `tenantId`, which is how the tenant
- *  switcher works). Refresh tokens are single-use and shared by every tab through
- *  localStorage, so refreshes are serialised (across tabs with Web Locks) and always
- *  use the newest stored token: presenting a spent one would revoke the whole session. */
+ *  switcher works). Refresh tokens are single-use and shared by every tab through the
+ *  cookie, so refreshes are serialised (across tabs with Web Locks): two tabs presenting
+ *  the same token at once would revoke the whole session. */
 function refresh(tenantId) {
   // Calls that fail together (several 401s at once) share one refresh.
   if (refreshing && refreshing.tenantId === tenantId) return refreshing.promise;
@@ -255,19 +259,12 @@ function refresh(tenantId) {
   return promise;
 }
 
-async function doRefresh(tenantId, retried = false) {
-  const token = store.get('localStorage', LS_REFRESH);
-  if (!token) throw new ApiError(401, 'no_session', 'Please sign in.');
-  try {
-    const body = await rawRequest('POST', '/auth/refresh', tenantId ? { refreshToken: token, tenantId } : { refreshToken: token }, null);
-    applyAuth(body);
-    lastRefreshAt = Date.now();
-    return body;
-  } catch (e) {
-    // Without Web Locks another tab may have rotated the token meanwhile; its successor is stored.
-    if (e.status === 401 && !retried && store.get('localStorage', LS_REFRESH) !== token) return doRefresh(tenantId, true);
-    throw e;
-  }
+async function doRefresh(tenantId) {
+  if (!store.get('localStorage', LS_SIGNED_IN)) throw new ApiError(401, 'no_session', 'Please sign in.');
+  const body = await rawRequest('POST', '/auth/refresh', tenantId ? { tenantId } : {}, null);
+  applyAuth(body);
+  lastRefreshAt = Date.now();
+  return body;
 }
 
 // Refusals of the credentials themselves; timeouts and rate limits are worth retrying.
@@ -298,7 +295,7 @@ function endSession(message) {
   clearTimeout(refreshTimer);
   socketStop();
   Object.assign(session, { accessToken: null, expiresAt: 0, user: null, tenant: null, role: null, permissions: [], tenants: [] });
-  store.del('localStorage', LS_REFRESH);
+  store.del('localStorage', LS_SIGNED_IN);
   store.del('sessionStorage', SS_ACCESS);
   feed.length = 0;
   feedBackfilled = false;
@@ -309,12 +306,12 @@ function endSession(message) {
 }
 
 async function signOut() {
-  const token = store.get('localStorage', LS_REFRESH);
   const access = session.accessToken;
   $('#sign-out').disabled = true;
   socketStop();
-  // Revoking server-side is best effort: the local session ends either way.
-  if (token) await rawRequest('POST', '/auth/logout', { refreshToken: token }, access).catch(() => {});
+  // Revoking server-side (and clearing the cookie) is best effort: the local session ends
+  // either way.
+  await rawRequest('POST', '/auth/logout', {}, access).catch(() => {});
   $('#sign-out').disabled = false;
   endSession('You have signed out.');
 }
@@ -1563,7 +1560,7 @@ $('#tenant-switcher').addEventListener('change', (e) => switchTenant(e.target.va
 
 window.addEventListener('storage', (e) => {
   // Signing out in one tab signs out the others.
-  if ((e.key === LS_REFRESH || e.key === null) && !store.get('localStorage', LS_REFRESH) && session.accessToken) {
+  if ((e.key === LS_SIGNED_IN || e.key === null) && !store.get('localStorage', LS_SIGNED_IN) && session.accessToken) {
     endSession('You signed out in another tab.');
   }
 });
@@ -1583,7 +1580,7 @@ document.addEventListener('visibilitychange', () => {
 
 async function boot() {
   const saved = (() => { try { return JSON.parse(store.get('sessionStorage', SS_ACCESS) || 'null'); } catch { return null; } })();
-  const hasRefresh = !!store.get('localStorage', LS_REFRESH);
+  const hasRefresh = !!store.get('localStorage', LS_SIGNED_IN);
   if (!hasRefresh) { showLogin(); return; }
   try {
     if (saved && saved.token && saved.expiresAt - Date.now() > 60000) {

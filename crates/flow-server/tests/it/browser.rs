@@ -457,10 +457,26 @@ async fn the_dashboard_works_end_to_end_in_a_real_browser() {
     browser.screenshot("09-phone").await;
     browser.client.set_window_size(1280, 900).await.unwrap();
 
+    // The refresh token lives in an httpOnly cookie: no page script can read it, and no
+    // storage holds it.
+    assert_eq!(
+        browser
+            .value("document.cookie.includes('flow_refresh') || JSON.stringify({ ...localStorage, ...sessionStorage }).includes('flow_rt_')")
+            .await,
+        json!(false)
+    );
+    let cookie = browser
+        .client
+        .get_named_cookie("flow_refresh")
+        .await
+        .expect("the refresh cookie is set");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(
+        cookie.same_site().map(|s| s.to_string()),
+        Some("Strict".into())
+    );
+    let refresh = cookie.value().to_owned();
     // Signing out returns to the sign-in form and the refresh token no longer works.
-    let refresh = browser
-        .value("localStorage.getItem('flow.refreshToken')")
-        .await;
     browser.click("#sign-out").await;
     browser.until(LOGIN_SHOWN).await;
     assert_eq!(browser.value(APP_SHOWN).await, json!(false));

@@ -1024,3 +1024,79 @@ async fn an_invitation_answers_alike_for_any_email_and_joins_only_with_consent()
     app.sign_in("nobody@example.com", "a password of mine")
         .await;
 }
+
+/// The dashboard's refresh token is an httpOnly, SameSite=Strict cookie (it was kept in
+/// localStorage, in reach of any script on the page), accepted only with a header that
+/// another site's page cannot send.
+#[tokio::test]
+async fn a_browser_session_keeps_its_refresh_token_in_a_cookie_scripts_cannot_read() {
+    let app = spawn_app().await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", Role::Admin)
+        .await;
+    let post = |path: &'static str, cookie: Option<String>, header: bool, body: Value| {
+        let mut request = app.client.post(app.url(path)).json(&body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", format!("flow_refresh={cookie}"));
+        }
+        if header {
+            request = request.header("x-flow-refresh", "cookie");
+        }
+        request.send()
+    };
+    let set_cookie = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let token_of = |set_cookie: &str| {
+        set_cookie
+            .strip_prefix("flow_refresh=")
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let signed_in = post(
+        "/auth/login",
+        None,
+        true,
+        json!({ "email": "ada@example.com", "password": password }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = set_cookie(&signed_in);
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let body: Value = signed_in.json().await.unwrap();
+    assert!(body.get("refreshToken").is_none(), "{body}");
+    assert!(body["accessToken"].is_string());
+    let first = token_of(&cookie);
+
+    // The cookie alone, as a cross-site form would send it, is refused.
+    let forged = post("/auth/refresh", Some(first.clone()), false, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // With the header it rotates, into a new cookie.
+    let refreshed = post("/auth/refresh", Some(first.clone()), true, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let second = token_of(&set_cookie(&refreshed));
+    assert!(!second.is_empty() && second != first);
+    // Signing out ends it and clears the cookie.
+    let out = post("/auth/logout", Some(second.clone()), true, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert!(set_cookie(&out).contains("Max-Age=0"));
+    let after = post("/auth/refresh", Some(second), true, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+}

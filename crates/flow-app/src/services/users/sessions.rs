@@ -37,7 +37,9 @@ impl std::fmt::Debug for Login {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Refresh {
-    pub refresh_token: String,
+    /// The refresh token; the dashboard leaves it out and sends it as its httpOnly cookie.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
     /// Switch to another of the user's tenants; default: the first.
     pub tenant_id: Option<TenantId>,
 }
@@ -46,7 +48,9 @@ pub struct Refresh {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Logout {
-    pub refresh_token: String,
+    /// The refresh token; the dashboard leaves it out and sends it as its httpOnly cookie.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 /// A tenant as a signed-in user sees it.
@@ -85,8 +89,10 @@ pub struct Profile {
 pub struct Session {
     /// JWT for `Authorization: Bearer` (and `/events?token=`).
     pub access_token: String,
-    /// Opaque; spend it once on `POST /auth/refresh` for a new pair.
-    pub refresh_token: String,
+    /// Opaque; spend it once on `POST /auth/refresh` for a new pair. Absent when it was
+    /// set as an httpOnly cookie instead (`x-flow-refresh: cookie`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Always `Bearer`.
     pub token_type: &'static str,
     /// Seconds until the access token expires.
@@ -193,7 +199,7 @@ async fn report_brute_force(sessions: &Sessions, user: &User, client: IpAddr) {
 /// spent token revokes the whole sign-in (it was copied).
 pub async fn refresh(sessions: &Sessions, input: Refresh) -> ApiResult<Session> {
     let invalid = || ApiError::new(ErrorCode::InvalidRefreshToken, "refresh token is not valid");
-    let hash = hash_token(&input.refresh_token);
+    let hash = hash_token(input.refresh_token.as_deref().ok_or_else(invalid)?);
     // A switch to a tenant the user does not belong to is refused before the token is
     // spent, so the session survives the mistake.
     if let (Some(tenant), Some(token)) = (
@@ -234,7 +240,10 @@ pub async fn refresh(sessions: &Sessions, input: Refresh) -> ApiResult<Session> 
 
 /// `POST /auth/logout`: ends the sign-in the refresh token belongs to.
 pub async fn logout(sessions: &Sessions, input: Logout) -> ApiResult<()> {
-    let hash = hash_token(&input.refresh_token);
+    let Some(token) = input.refresh_token else {
+        return Ok(());
+    };
+    let hash = hash_token(&token);
     // Spending it finds its family; a spent or unknown token has nothing left to end.
     match sessions.store.use_refresh_token(&hash, now()).await? {
         RefreshTokenUse::Fresh(token) | RefreshTokenUse::Reused(token) => {
@@ -299,7 +308,7 @@ pub(super) async fn open_session(
         .await?;
     Ok(Session {
         access_token: jwt::sign(&sessions.secret, &claims),
-        refresh_token,
+        refresh_token: Some(refresh_token),
         token_type: "Bearer",
         expires_in: ttl,
         profile: profile_of(user, chosen.tenant.clone(), chosen.role, &memberships),
