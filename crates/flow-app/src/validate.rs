@@ -6,6 +6,51 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 /// `'; DROP TABLE`): refused rather than stored, so no consumer has to escape them.
 const FORBIDDEN_IN_NAMES: &[char] = &['<', '>', ';', '{', '}', '"', '\\', '`', '|', '$', '='];
 
+// The rules below as OpenAPI `pattern`s (ECMA-262 regexes), for the request structs'
+// `#[schema(pattern = ..)]` and `#[param(pattern = ..)]`. utoipa takes only a literal
+// there, so each attribute repeats its pattern, and the `schema` integration test checks
+// the document carries exactly these strings.
+//
+// A pattern accepts nothing the server refuses (together with the field's `maxLength`,
+// which, like the server, counts characters). It can be stricter than the server where
+// the server is lenient in ways a client has no reason to rely on: the server trims
+// surrounding whitespace and lower- or upper-cases codes before checking them, so it also
+// takes `" website "`, a tab after a name, or `ß` in a code (upper-cased to `SS`); the
+// patterns describe the value as a client should send it. "Control characters" are
+// Rust's `char::is_control`: U+0000-U+001F and U+007F-U+009F.
+
+/// A required name ([`name`]): no control character and none of ``< > ; { } " \ ` | $ =``
+/// anywhere, and not blank: the lookahead `(?=\s*\S)` asks for one non-whitespace
+/// character, and the class after it still has to cover every character.
+pub const NAME_PATTERN: &str = r#"^(?=\s*\S)[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#;
+
+/// An optional name ([`opt_name`]): as [`NAME_PATTERN`], but blank is allowed (the
+/// server treats an empty or blank value as absent).
+pub const OPTIONAL_NAME_PATTERN: &str = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#;
+
+/// Free text ([`text`]): no control characters other than tab, line feed and carriage
+/// return.
+pub const TEXT_PATTERN: &str = r#"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"#;
+
+/// Search text ([`search_text`]) and id filters ([`filter_id`]): no control characters.
+pub const PRINTABLE_PATTERN: &str = r#"^[^\u0000-\u001f\u007f-\u009f]*$"#;
+
+/// An email address ([`email`]): a local part of 1-64 of the characters RFC 5322 allows
+/// unquoted (letters, digits, ``.!#$%&'*+/=?^_`{|}~-``), `@`, and a domain of dot-separated
+/// labels of letters, digits and `-` with at least one dot. ASCII only: the server also
+/// takes non-ASCII letters (`søren@firma.dk`), but it counts the 64 and 254 in bytes, which
+/// a pattern cannot, and `format: email` refuses them anyway.
+pub const EMAIL_PATTERN: &str =
+    r#"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"#;
+
+/// A phone number ([`opt_phone`]): 6-15 digits, with spaces and `+ ( ) - .` anywhere
+/// between and around them. (Send no phone rather than an empty one.)
+pub const PHONE_PATTERN: &str = r#"^(?:[ +().-]*[0-9]){6,15}[ +().-]*$"#;
+
+/// A source or tag ([`slug`]): 1-64 of letters, digits, `.`, `_` and `-` (stored
+/// lower-cased).
+pub const SLUG_PATTERN: &str = r#"^[A-Za-z0-9._-]{1,64}$"#;
+
 /// A required name-like field: trimmed, 1..=max characters, no control or markup characters.
 pub fn name(field: &str, value: &str, max: usize) -> ApiResult<String> {
     let value = value.trim();

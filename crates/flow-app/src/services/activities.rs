@@ -16,18 +16,37 @@ use crate::{
     validate,
 };
 
+/// The rule of [`activity_type`] as an OpenAPI `pattern` (ECMA-262), repeated in the
+/// attributes below: a letter, then up to 39 letters, digits or `_`. The server also
+/// upper-cases it (and so takes a few non-ASCII letters whose upper case is ASCII, `ß`
+/// as `SS`), which the pattern does not describe.
+pub const ACTIVITY_TYPE_PATTERN: &str = r#"^[A-Za-z][A-Za-z0-9_]{0,39}$"#;
+
 /// Body of `POST /activities`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateActivity {
     /// Kind of activity, e.g. `CALL`, `EMAIL`, `MEETING`, `NOTE` (case-insensitive).
+    /// 1-40 letters, digits or `_`, starting with a letter.
     #[serde(rename = "type")]
+    #[schema(
+        min_length = 1,
+        max_length = 40,
+        pattern = r#"^[A-Za-z][A-Za-z0-9_]{0,39}$"#
+    )]
     pub activity_type: String,
     pub entity_type: EntityType,
     /// The lead, contact or deal the activity is about; it must exist in the tenant.
     pub entity_id: Uuid,
+    /// At most 10,000 characters; line breaks and tabs are the only control characters.
+    // The pattern is `validate::TEXT_PATTERN`.
+    #[schema(
+        max_length = 10000,
+        pattern = r#"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"#
+    )]
     pub description: Option<String>,
     /// Free-form details (a JSON object).
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
@@ -37,10 +56,17 @@ pub struct CreateActivity {
 #[into_params(parameter_in = Query)]
 pub struct ListActivities {
     pub entity_id: Option<Uuid>,
+    /// 1-40 letters, digits or `_`, starting with a letter (case-insensitive).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        min_length = 1,
+        max_length = 40,
+        pattern = r#"^[A-Za-z][A-Za-z0-9_]{0,39}$"#
+    )]
     pub activity_type: Option<String>,
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -12,40 +12,95 @@ use crate::{
     validate,
 };
 
-/// Body of `POST /contacts` and `POST /contacts/sync`.
+// The `pattern`s below are the constants of `validate.rs` (`OPTIONAL_NAME_PATTERN`, ...),
+// which explain them; `tests/it/schema.rs` (flow-server) checks they stay the same.
+
+/// Body of `POST /contacts` and `POST /contacts/sync`. A new contact needs at least one of
+/// `firstName`, `lastName`, `email` or `company` (not blank); a sync needs `email`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactInput {
+    /// At most 100 characters, none of them ``< > ; { } " \ ` | $ =`` or a control character.
+    #[schema(
+        max_length = 100,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub first_name: Option<String>,
+    /// At most 100 characters, with the characters of `firstName`.
+    #[schema(
+        max_length = 100,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub last_name: Option<String>,
+    #[schema(
+        format = Email,
+        max_length = 254,
+        pattern = r#"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"#
+    )]
     pub email: Option<String>,
+    /// 6-15 digits, with spaces and `+ ( ) - .` allowed; at most 32 characters.
+    #[schema(max_length = 32, pattern = r#"^(?:[ +().-]*[0-9]){6,15}[ +().-]*$"#)]
     pub phone: Option<String>,
+    /// At most 200 characters, with the characters of `firstName`.
+    #[schema(
+        max_length = 200,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub company: Option<String>,
+    /// 1-64 letters, digits, `.`, `_` or `-`, stored lower-cased.
+    #[schema(min_length = 1, max_length = 64, pattern = r#"^[A-Za-z0-9._-]{1,64}$"#)]
     pub source: Option<String>,
     pub consent: Option<bool>,
 }
 
 /// Body of `PATCH /contacts/{id}`: only the fields present change; `null` clears a field.
+/// Each field has the limits of `ContactInput`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateContact {
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 100,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 100,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub last_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        format = Email,
+        max_length = 254,
+        pattern = r#"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"#
+    )]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 32,
+        pattern = r#"^(?:[ +().-]*[0-9]){6,15}[ +().-]*$"#
+    )]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 200,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub company: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        min_length = 1,
+        max_length = 64,
+        pattern = r#"^[A-Za-z0-9._-]{1,64}$"#
+    )]
     pub source: Option<Option<String>>,
     pub consent: Option<bool>,
 }
@@ -75,11 +130,17 @@ pub struct MergeResult {
 #[into_params(parameter_in = Query)]
 pub struct ListContacts {
     /// Exact email (normalised before matching).
+    #[param(
+        format = Email,
+        max_length = 254,
+        pattern = r#"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"#
+    )]
     pub email: Option<String>,
     /// Free text matched against names, email, company and phone (at most 100 characters).
-    #[param(max_length = 100)]
+    #[param(max_length = 100, pattern = r#"^[^\u0000-\u001f\u007f-\u009f]*$"#)]
     pub q: Option<String>,
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -15,29 +15,61 @@ use crate::{
     validate,
 };
 
+// The name `pattern`s below are the constants of `validate.rs` (`NAME_PATTERN`, ...), which
+// explain them; `tests/it/schema.rs` (flow-server) checks they stay the same.
+
+/// The currency rule of [`currency`] as an OpenAPI `pattern` (ECMA-262), repeated in the
+/// `currency` attributes below: three letters. The server also upper-cases them.
+pub const CURRENCY_PATTERN: &str = r#"^[A-Za-z]{3}$"#;
+
 /// Body of `POST /deals`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeal {
+    /// 1-200 characters, none of them ``< > ; { } " \ ` | $ =`` or a control character.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r#"^(?=\s*\S)[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub title: String,
-    /// Value in minor units (øre, cents); not negative.
+    /// Value in minor units (øre, cents); not negative, at most 10^15.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub amount: i64,
     /// ISO 4217 code; defaults to DKK.
+    #[schema(min_length = 3, max_length = 3, pattern = r#"^[A-Za-z]{3}$"#)]
     pub currency: Option<String>,
+    /// At most 64 characters, with the characters of `title`.
+    #[schema(
+        max_length = 64,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub stage: Option<String>,
     pub contact_id: Option<ContactId>,
     pub lead_id: Option<LeadId>,
 }
 
 /// Body of `PATCH /deals/{id}`; `status` WON or LOST closes the deal, OPEN reopens it.
+/// Each field has the limits of `CreateDeal`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDeal {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r#"^(?=\s*\S)[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub title: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub amount: Option<i64>,
+    #[schema(min_length = 3, max_length = 3, pattern = r#"^[A-Za-z]{3}$"#)]
     pub currency: Option<String>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 64,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub stage: Option<Option<String>>,
     pub status: Option<DealStatus>,
 }
@@ -50,6 +82,7 @@ pub struct ListDeals {
     pub status: Option<DealStatus>,
     pub contact_id: Option<ContactId>,
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -58,7 +91,7 @@ pub struct ListDeals {
 fn amount(value: i64) -> ApiResult<i64> {
     if !(0..=1_000_000_000_000_000).contains(&value) {
         return Err(ApiError::validation(
-            "amount must be between 0 and 10^18 minor units",
+            "amount must be between 0 and 10^15 minor units",
         ));
     }
     Ok(value)

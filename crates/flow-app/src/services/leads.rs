@@ -17,18 +17,51 @@ use crate::{
     validate,
 };
 
+// The `pattern`s below are the constants of `validate.rs` (`NAME_PATTERN`, ...), which
+// explain them; `tests/it/schema.rs` (flow-server) checks they stay the same.
+
 /// Body of `POST /leads`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateLead {
+    /// 1-100 characters, none of them ``< > ; { } " \ ` | $ =`` or a control character.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r#"^(?=\s*\S)[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub first_name: String,
+    /// At most 100 characters, with the characters of `firstName`.
+    #[schema(
+        max_length = 100,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub last_name: Option<String>,
     /// Used to find or create the lead's contact.
+    #[schema(
+        format = Email,
+        max_length = 254,
+        pattern = r#"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"#
+    )]
     pub email: Option<String>,
+    /// 6-15 digits, with spaces and `+ ( ) - .` allowed; at most 32 characters.
+    #[schema(max_length = 32, pattern = r#"^(?:[ +().-]*[0-9]){6,15}[ +().-]*$"#)]
     pub phone: Option<String>,
+    /// At most 200 characters, with the characters of `firstName`.
+    #[schema(
+        max_length = 200,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub company: Option<String>,
     /// Where the lead came from, e.g. `website`; defaults to the calling app.
+    /// 1-64 letters, digits, `.`, `_` or `-`, stored lower-cased.
+    #[schema(min_length = 1, max_length = 64, pattern = r#"^[A-Za-z0-9._-]{1,64}$"#)]
     pub source: Option<String>,
+    /// At most 10,000 characters; line breaks and tabs are the only control characters.
+    #[schema(
+        max_length = 10000,
+        pattern = r#"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"#
+    )]
     pub notes: Option<String>,
     /// Have the voice agent announce the new lead (VOICE_NOTIFICATION to voice-agent).
     #[serde(default)]
@@ -36,25 +69,53 @@ pub struct CreateLead {
 }
 
 /// Body of `PATCH /leads/{id}`: only the fields present change; `null` clears a field.
+/// Each field has the limits of `CreateLead`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateLead {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r#"^(?=\s*\S)[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub first_name: Option<String>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 100,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub last_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        format = Email,
+        max_length = 254,
+        pattern = r#"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"#
+    )]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 32,
+        pattern = r#"^(?:[ +().-]*[0-9]){6,15}[ +().-]*$"#
+    )]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 200,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub company: Option<Option<String>>,
+    #[schema(min_length = 1, max_length = 64, pattern = r#"^[A-Za-z0-9._-]{1,64}$"#)]
     pub source: Option<String>,
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 10000,
+        pattern = r#"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"#
+    )]
     pub notes: Option<Option<String>>,
 }
 
@@ -63,7 +124,12 @@ pub struct UpdateLead {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeStatus {
     pub status: LeadStatus,
-    /// Why, e.g. for a lost lead; kept in the activity and event.
+    /// Why, e.g. for a lost lead; kept in the activity and event. At most 1,000
+    /// characters; line breaks and tabs are the only control characters.
+    #[schema(
+        max_length = 1000,
+        pattern = r#"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"#
+    )]
     pub reason: Option<String>,
 }
 
@@ -72,6 +138,11 @@ pub struct ChangeStatus {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AssignLead {
     /// Who owns the lead from now on (a user's email or name); `null` unassigns.
+    /// At most 200 characters, none of them ``< > ; { } " \ ` | $ =`` or a control character.
+    #[schema(
+        max_length = 200,
+        pattern = r#"^[^<>;{}"\\`|$=\u0000-\u001f\u007f-\u009f]*$"#
+    )]
     pub assignee: Option<String>,
 }
 
@@ -81,13 +152,16 @@ pub struct AssignLead {
 #[into_params(parameter_in = Query)]
 pub struct ListLeads {
     pub status: Option<LeadStatus>,
+    /// 1-64 letters, digits, `.`, `_` or `-`.
+    #[param(min_length = 1, max_length = 64, pattern = r#"^[A-Za-z0-9._-]{1,64}$"#)]
     pub source: Option<String>,
     /// Free text matched against names, email, company and phone (at most 100 characters).
-    #[param(max_length = 100)]
+    #[param(max_length = 100, pattern = r#"^[^\u0000-\u001f\u007f-\u009f]*$"#)]
     pub q: Option<String>,
     /// Only leads created after this instant (RFC 3339).
     pub created_after: Option<DateTime<Utc>>,
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -45,6 +45,7 @@ pub struct ListIncidents {
     /// `open` or `resolved`.
     pub status: Option<String>,
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

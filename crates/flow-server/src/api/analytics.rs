@@ -29,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct BusinessQuery {
     /// First day, `YYYY-MM-DD` (default: six days before `to`).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Last day, `YYYY-MM-DD` (default: today, UTC).
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 

@@ -128,6 +128,7 @@ fn named_queue(name: &str) -> HttpResult<Queue> {
 pub struct JobsQuery {
     pub state: Option<JobState>,
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

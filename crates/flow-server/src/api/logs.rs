@@ -28,8 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct EventLogQuery {
     /// Return events with a sequence number above this (default 0: from the start).
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// At most this many events, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -107,9 +109,12 @@ async fn event_log(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Only entries about this entity.
+    /// Only entries about this entity (at most 128 characters, no control characters).
+    // The pattern is `validate::PRINTABLE_PATTERN`.
+    #[param(max_length = 128, pattern = r#"^[^\u0000-\u001f\u007f-\u009f]*$"#)]
     pub entity_id: Option<String>,
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -151,6 +151,7 @@ async fn test(
 #[into_params(parameter_in = Query)]
 struct ListConversations {
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,

@@ -18,6 +18,7 @@ mod ops;
 mod pagination;
 mod queues;
 mod resources;
+mod schema;
 mod security;
 mod speech;
 mod users;
