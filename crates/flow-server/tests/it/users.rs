@@ -641,6 +641,10 @@ async fn password_guessing_is_slowed_and_raises_a_security_incident() {
     let password = app
         .user_in(&app.a.tenant, "ada@example.com", Role::Admin)
         .await;
+    // An admin of B invites Ada; until she accepts, B is none of her tenants and hears
+    // nothing of attacks on her account.
+    app.invitation_token(&app.b.tenant, "ada@example.com", Role::Viewer)
+        .await;
     for _ in 0..3 {
         app.login("ada@example.com", "guess guess guess")
             .await
@@ -678,7 +682,7 @@ async fn password_guessing_is_slowed_and_raises_a_security_incident() {
         .expect(200)
         .body;
     assert!(events.to_string().contains("SECURITY_INCIDENT"), "{events}");
-    // B, where Ada has no account, hears nothing.
+    // B, which invited Ada but which she has not joined, hears nothing.
     let b_incidents = app.get("/incidents", &app.b.key).await.expect(200).body;
     assert_eq!(b_incidents, json!([]));
 
