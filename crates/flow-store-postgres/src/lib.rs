@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_lookup_indexes.sql"),
     include_str!("../migrations/0010_checked_platform_functions.sql"),
     include_str!("../migrations/0011_invitations.sql"),
+    include_str!("../migrations/0012_refresh_token_seal.sql"),
 ];
 
 /// What the serving role may do to each table: what `serve` uses and no more. Row-level
@@ -736,14 +737,15 @@ impl Store for PgStore {
 
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at, seal)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&token.token_hash[..])
         .bind(token.family_id)
         .bind(token.user_id.0)
         .bind(now())
         .bind(token.expires_at)
+        .bind(&token.seal[..])
         .execute(&self.pool)
         .await
         .map(drop)

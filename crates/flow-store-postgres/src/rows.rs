@@ -300,5 +300,6 @@ pub fn refresh_token(row: &PgRow) -> StoreResult<RefreshToken> {
         family_id: get(row, "family_id")?,
         user_id: id(row, "user_id")?,
         expires_at: get(row, "expires_at")?,
+        seal: get(row, "seal")?,
     })
 }

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_job_owner.sql"),
     include_str!("../migrations/0006_lookup_indexes.sql"),
     include_str!("../migrations/0007_invitations.sql"),
+    include_str!("../migrations/0008_refresh_token_seal.sql"),
 ];
 
 /// Tuning for [`SqliteStore::open`].
@@ -270,8 +271,8 @@ impl Store for SqliteStore {
         let writer = self.pool.writer_autocommit().await?;
         writer
             .prepare_cached(
-                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at, seal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -279,7 +280,8 @@ impl Store for SqliteStore {
                     token.family_id,
                     token.user_id.0,
                     micros(now()),
-                    micros(token.expires_at)
+                    micros(token.expires_at),
+                    &token.seal[..]
                 ])
             })
             .map(drop)

@@ -340,5 +340,6 @@ pub fn refresh_token(row: &Row) -> rusqlite::Result<RefreshToken> {
         family_id: row.get("family_id")?,
         user_id: row.get::<_, uuid::Uuid>("user_id")?.into(),
         expires_at: time(row, "expires_at")?,
+        seal: row.get("seal")?,
     })
 }

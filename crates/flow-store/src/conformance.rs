@@ -456,12 +456,16 @@ async fn users(store: &dyn Store, a: TenantId, b: TenantId) {
         user_id: grace.id,
         token_hash: [hash; 32],
         expires_at: now() + chrono::Duration::seconds(expires_in),
+        seal: [hash ^ 0xff; 32],
     };
     store.insert_refresh_token(&token(1, 60)).await.unwrap();
     store.insert_refresh_token(&token(2, 60)).await.unwrap();
     store.insert_refresh_token(&token(3, -1)).await.unwrap();
     let peeked = store.find_refresh_token(&[1; 32], now()).await.unwrap();
-    assert_eq!(peeked.map(|t| t.user_id), Some(grace.id));
+    assert_eq!(
+        peeked.map(|t| (t.user_id, t.seal)),
+        Some((grace.id, Some(vec![0xfe; 32])))
+    );
     assert!(store
         .find_refresh_token(&[3; 32], now())
         .await

@@ -476,6 +476,8 @@ pub struct RefreshToken {
     pub family_id: uuid::Uuid,
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
+    /// The application's MAC over the hash, the user and the family (see `NewRefreshToken`).
+    pub seal: Option<Vec<u8>>,
 }
 
 /// A refresh token to store.
@@ -485,6 +487,10 @@ pub struct NewRefreshToken {
     pub user_id: UserId,
     pub token_hash: [u8; 32],
     pub expires_at: DateTime<Utc>,
+    /// A MAC, keyed with the application's secret, binding the token to its user and
+    /// family: a row written by anyone holding only database access (a session for
+    /// someone else) fails it.
+    pub seal: [u8; 32],
 }
 
 /// What presenting a refresh token found.

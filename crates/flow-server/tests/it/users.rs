@@ -1104,3 +1104,33 @@ async fn a_browser_session_keeps_its_refresh_token_in_a_cookie_scripts_cannot_re
         .unwrap();
     assert_eq!(after.status(), 401);
 }
+
+/// Write access to the database is not a session: a refresh-token row inserted for another
+/// user (as the serving role on PostgreSQL could) is refused, for want of the seal only
+/// Flow's secret makes.
+#[tokio::test]
+async fn a_refresh_token_row_written_without_flows_secret_opens_no_session() {
+    let app = spawn_app().await;
+    let password = app
+        .user_in(&app.a.tenant, "ada@example.com", Role::Admin)
+        .await;
+    let ada = app.sign_in("ada@example.com", &password).await;
+    let ada_id: flow_store::UserId = ada["user"]["id"].as_str().unwrap().parse().unwrap();
+    let forged = "flow_rt_forged-by-someone-with-database-access";
+    use sha2::Digest;
+    app.store
+        .insert_refresh_token(&flow_store::NewRefreshToken {
+            family_id: uuid::Uuid::now_v7(),
+            user_id: ada_id,
+            token_hash: sha2::Sha256::digest(forged.as_bytes()).into(),
+            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            seal: [7; 32],
+        })
+        .await
+        .unwrap();
+    refresh(&app, forged, None)
+        .await
+        .expect_error(401, "invalid_refresh_token");
+    // Ada's own sign-in is untouched.
+    refresh(&app, refresh_token(&ada), None).await.expect(200);
+}

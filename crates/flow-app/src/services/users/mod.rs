@@ -22,8 +22,8 @@ use argon2::{
 use chrono::Duration;
 use flow_store::{
     ActorKind, ApiKeyId, AuditAction, Invitation, InvitationId, Member, Membership, NewInvitation,
-    NewRefreshToken, NewUser, RefreshTokenUse, Role, Severity, Store, StoreError, Tenant, TenantId,
-    User, UserId,
+    NewRefreshToken, NewUser, RefreshToken, RefreshTokenUse, Role, Severity, Store, StoreError,
+    Tenant, TenantId, User, UserId,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};

@@ -204,7 +204,11 @@ pub async fn refresh(sessions: &Sessions, input: Refresh) -> ApiResult<Session> 
     // spent, so the session survives the mistake.
     if let (Some(tenant), Some(token)) = (
         input.tenant_id,
-        sessions.store.find_refresh_token(&hash, now()).await?,
+        sessions
+            .store
+            .find_refresh_token(&hash, now())
+            .await?
+            .filter(|token| sealed(&sessions.secret, &hash, token)),
     ) {
         let memberships = sessions.store.user_memberships(token.user_id).await?;
         if !memberships
@@ -215,6 +219,14 @@ pub async fn refresh(sessions: &Sessions, input: Refresh) -> ApiResult<Session> 
         }
     }
     match sessions.store.use_refresh_token(&hash, now()).await? {
+        // A row Flow did not write (its seal fails) is no token at all, and its reuse
+        // ends no one's session.
+        RefreshTokenUse::Fresh(token) | RefreshTokenUse::Reused(token)
+            if !sealed(&sessions.secret, &hash, &token) =>
+        {
+            tracing::warn!(user = %token.user_id, "a refresh token without a valid seal was presented");
+            Err(invalid())
+        }
         RefreshTokenUse::Fresh(token) => {
             let user = match sessions.store.get_user(token.user_id).await {
                 Ok(user) if user.active => user,
@@ -297,13 +309,15 @@ pub(super) async fn open_session(
         Duration::seconds(ttl as i64),
     );
     let refresh_token = format!("flow_rt_{}", random_hex());
+    let token_hash = hash_token(&refresh_token);
     sessions
         .store
         .insert_refresh_token(&NewRefreshToken {
             family_id: family,
             user_id: user.id,
-            token_hash: hash_token(&refresh_token),
+            token_hash,
             expires_at: now() + Duration::days(sessions.refresh_token_ttl_days as i64),
+            seal: seal(&sessions.secret, &token_hash, user.id, family),
         })
         .await?;
     Ok(Session {
@@ -369,6 +383,30 @@ fn signed_in_user(caller: &Caller) -> ApiResult<UserId> {
                 "this needs a user's access token, not a key",
             )
         })
+}
+
+/// The MAC binding a stored refresh token to its user and family, keyed with the
+/// application's secret: the database alone cannot make a row that passes
+/// [`sealed`], so write access to it is not a session as anyone.
+fn seal(secret: &[u8], token_hash: &[u8; 32], user: UserId, family: uuid::Uuid) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"flow refresh token\0");
+    mac.update(token_hash);
+    mac.update(user.0.as_bytes());
+    mac.update(family.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether a stored token carries the seal Flow gave it (in constant time).
+fn sealed(secret: &[u8], token_hash: &[u8; 32], token: &RefreshToken) -> bool {
+    use subtle::ConstantTimeEq;
+    let expected = seal(secret, token_hash, token.user_id, token.family_id);
+    token
+        .seal
+        .as_deref()
+        .is_some_and(|found| bool::from(found.ct_eq(&expected[..])))
 }
 
 pub(super) fn hash_token(token: &str) -> [u8; 32] {
