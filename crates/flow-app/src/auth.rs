@@ -100,6 +100,9 @@ pub struct Caller {
     pub permissions: Permissions,
     pub source_app: String,
     pub request_id: Option<String>,
+    /// A signed-in user's sign-in (refresh-token family): when it ends, so do the
+    /// sockets it opened.
+    pub session: Option<uuid::Uuid>,
 }
 
 impl Caller {
@@ -126,6 +129,7 @@ impl Caller {
             permissions: Permissions::new(vec!["*".into()]),
             source_app: "flow".into(),
             request_id: None,
+            session: None,
         }
     }
 
@@ -149,6 +153,7 @@ impl Caller {
             permissions: Permissions::new(owner.permissions.clone()),
             source_app: owner.source_app.clone(),
             request_id: None,
+            session: None,
         })
     }
 }
@@ -202,6 +207,11 @@ pub async fn credential_still_valid(store: &dyn Store, caller: &Caller) -> Store
             let Ok(id) = caller.actor.id.parse::<UserId>() else {
                 return Ok(false);
             };
+            if let Some(session) = caller.session {
+                if !store.session_active(session).await? {
+                    return Ok(false);
+                }
+            }
             Ok(store.user_memberships(id).await?.into_iter().any(|m| {
                 m.tenant.id == caller.tenant_id
                     && m.tenant.active

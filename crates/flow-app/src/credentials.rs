@@ -134,6 +134,10 @@ impl Credentials {
         })?;
         check_claimed_tenant(presented, claims.tenant_id)?;
         let sent_app = source_app(presented)?;
+        let session = match &claims.subject {
+            Subject::User { sid, .. } => *sid,
+            Subject::App { .. } => None,
+        };
         let rate_subject = match &claims.subject {
             Subject::User { sub, .. } => sub.0,
             Subject::App { key, .. } => key.0,
@@ -216,6 +220,7 @@ impl Credentials {
                 permissions: Permissions::new(permissions),
                 source_app,
                 request_id: presented.request_id.clone(),
+                session,
             },
             rate_subject,
             rate_limit,
@@ -246,6 +251,7 @@ fn key_caller(
             permissions: Permissions::new(key.permissions),
             source_app,
             request_id: presented.request_id.clone(),
+            session: None,
         },
     }
 }

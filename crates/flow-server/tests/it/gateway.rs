@@ -845,7 +845,7 @@ async fn gateway_metrics_count_connections_and_published_events() {
 }
 
 #[tokio::test]
-async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demoted() {
+async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_demoted_or_signed_out() {
     let app = spawn_app_with(|config| config.ws_heartbeat_secs = 1).await;
     let key = app
         .key_for_a(KeySpec {
@@ -873,6 +873,16 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demote
     let mut by_demoted = try_connect(&app, Credential::Query(format!("token={token}")), None)
         .await
         .unwrap();
+    // A user who then signs out: the sign-in's sockets end with it.
+    let password = app
+        .user_in(&app.a.tenant, "cy@example.com", flow_store::Role::User)
+        .await;
+    let session = app.sign_in("cy@example.com", &password).await;
+    let token = session["accessToken"].as_str().unwrap();
+    let mut by_signed_out = try_connect(&app, Credential::Query(format!("token={token}")), None)
+        .await
+        .unwrap();
+    let refresh_token = session["refreshToken"].clone();
     // A socket opened with a connection token stands for the key that minted it.
     let minted = app.post("/events/token", &key, json!({})).await.expect(201);
     let mut by_key_token = try_connect(
@@ -899,12 +909,21 @@ async fn sockets_close_when_their_key_is_revoked_or_their_user_removed_or_demote
     )
     .await
     .expect(200);
+    app.call(
+        reqwest::Method::POST,
+        "/auth/logout",
+        None,
+        Some(json!({ "refreshToken": refresh_token })),
+    )
+    .await
+    .expect(204);
 
     for client in [
         &mut by_key,
         &mut by_key_token,
         &mut by_user,
         &mut by_demoted,
+        &mut by_signed_out,
     ] {
         let closed = close_frame(&mut client.ws).await;
         assert_eq!(closed.code, CloseCode::Policy);
