@@ -111,7 +111,8 @@ struct Pending {
     deadline: tokio::time::Instant,
 }
 
-/// Bytes taken from an [`AudioBudget`]; given back when dropped.
+/// Bytes taken from an [`AudioBudget`] (the capacity of the utterance's buffer); given
+/// back when dropped.
 struct Reservation {
     budget: std::sync::Arc<AudioBudget>,
     bytes: usize,
@@ -221,12 +222,21 @@ impl Session {
                 "the utterance is too large; start again",
             )];
         }
-        if !pending.reserved.grow(chunk.len()) {
-            self.pending = None;
-            return vec![error(
-                "server_busy",
-                "the server holds as much audio as it may; send the utterance again shortly",
-            )];
+        let needed = pending.audio.len() + chunk.len();
+        if needed > pending.audio.capacity() {
+            // The budget counts what is allocated, not what is filled: the buffer grows by
+            // doubling, so counting its length let memory reach twice the budget.
+            let capacity = needed
+                .max(pending.audio.capacity() * 2)
+                .min(MAX_UTTERANCE_BYTES);
+            if !pending.reserved.grow(capacity - pending.reserved.bytes) {
+                self.pending = None;
+                return vec![error(
+                    "server_busy",
+                    "the server holds as much audio as it may; send the utterance again shortly",
+                )];
+            }
+            pending.audio.reserve_exact(capacity - pending.audio.len());
         }
         pending.audio.extend_from_slice(chunk);
         Vec::new()

@@ -711,3 +711,33 @@ async fn voice_sessions_share_one_audio_budget_and_an_unended_utterance_is_dropp
     let answered = voice_frame(&mut second).await;
     assert_ne!(answered["code"], "server_busy", "{answered}");
 }
+
+/// The budget counts the memory an utterance's buffer holds, not the bytes in it: the
+/// buffer grows by doubling, and counting its length let 256 MiB of budget become
+/// 514 MiB of memory.
+#[tokio::test]
+async fn the_audio_budget_counts_what_the_buffer_allocates() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app_with(|config| config.voice_max_buffered_mib = 1).await;
+    let mut session = voice_session(&app, "growing").await;
+    session
+        .send(Message::Text(
+            json!({"type": "start", "format": "audio/wav"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(voice_frame(&mut session).await["type"], "listening");
+    // 300 KiB, then 600: the buffer holds 600. The third chunk makes 900 KiB of audio,
+    // under the 1 MiB budget, but a buffer of 1,200 KiB: refused.
+    for _ in 0..3 {
+        session
+            .send(Message::Binary(vec![0u8; 300 * 1024].into()))
+            .await
+            .unwrap();
+    }
+    let refused = voice_frame(&mut session).await;
+    assert_eq!(refused["code"], "server_busy", "{refused}");
+}
