@@ -97,6 +97,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn writes_share_one_writer(&self) -> bool {
+        true
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         let writer = self.pool.writer_autocommit().await?;
         let applied: i64 = writer

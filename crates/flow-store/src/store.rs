@@ -23,6 +23,12 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and health output.
     fn backend(&self) -> &'static str;
 
+    /// Whether all tenants' writes take turns on one writer (the embedded backend), so
+    /// that bulk work must leave it free part of the time for everyone else's.
+    fn writes_share_one_writer(&self) -> bool {
+        false
+    }
+
     /// Brings the schema up to date.
     async fn migrate(&self) -> StoreResult<()>;
 
