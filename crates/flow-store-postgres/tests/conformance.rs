@@ -15,16 +15,22 @@ async fn migrated(db: &TestDatabase) {
     owner.close().await;
 }
 
+/// A fresh database migrated by its owner; `None` when no test server is configured.
+async fn migrated_database() -> Option<TestDatabase> {
+    let db = TestDatabase::create().await?;
+    migrated(&db).await;
+    Some(db)
+}
+
 async fn app_store(db: &TestDatabase, options: PgOptions) -> PgStore {
     PgStore::open(&db.app_url, &options).await.unwrap()
 }
 
 #[tokio::test]
 async fn postgres_passes_the_conformance_story() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     // Serving as the app role: migrate finds the schema current and changes nothing.
     store.migrate().await.unwrap();
@@ -34,10 +40,9 @@ async fn postgres_passes_the_conformance_story() {
 
 #[tokio::test]
 async fn no_flow_function_is_executable_by_every_role() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let mut admin = PgConnection::connect(&db.admin_url).await.unwrap();
     let open: Vec<String> = sqlx::query_scalar(
         "SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -93,10 +98,9 @@ async fn two_tenants_with_leads(store: &PgStore) -> (TenantId, TenantId) {
 
 #[tokio::test]
 async fn row_level_security_isolates_tenants_at_the_sql_level() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     let (a, b) = two_tenants_with_leads(&store).await;
     store.close().await;
@@ -174,10 +178,9 @@ async fn row_level_security_isolates_tenants_at_the_sql_level() {
 
 #[tokio::test]
 async fn every_tenant_table_has_forced_rls_and_listed_policies() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let mut app = PgConnection::connect(&db.app_url).await.unwrap();
     let rows =
         sqlx::query("SELECT * FROM pg_policies WHERE tablename = 'leads' ORDER BY policyname")
@@ -221,10 +224,9 @@ async fn every_tenant_table_has_forced_rls_and_listed_policies() {
 
 #[tokio::test]
 async fn rls_alone_isolates_when_the_application_filter_is_removed() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let unfiltered = PgOptions {
         unfiltered_lead_list_for_tests: true,
         ..PgOptions::default()
@@ -260,10 +262,9 @@ async fn rls_alone_isolates_when_the_application_filter_is_removed() {
 
 #[tokio::test]
 async fn cancelled_requests_never_leave_a_transaction_open_on_a_pooled_connection() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(
         &db,
         PgOptions {
@@ -327,10 +328,9 @@ async fn migrating_leaves_functions_of_others_in_the_schema_alone() {
 /// instance that made the change and, through the NOTIFY, shortly by every other.
 #[tokio::test]
 async fn cached_keys_are_forgotten_when_revoked_here_or_elsewhere() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let here = app_store(&db, PgOptions::default()).await;
     let elsewhere = app_store(&db, PgOptions::default()).await;
     // Both listen; a listener drops the cache when it connects, so give them time to
@@ -419,10 +419,9 @@ async fn cached_keys_are_forgotten_when_revoked_here_or_elsewhere() {
 /// to the queue or to the jobs already running.
 #[tokio::test]
 async fn claims_and_settlements_stay_on_their_indexes_as_the_queue_grows() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     let tenant = store.create_tenant("Q", "plans").await.unwrap().id;
     store.close().await;
@@ -512,10 +511,9 @@ async fn claims_and_settlements_stay_on_their_indexes_as_the_queue_grows() {
 /// other instance would find the work only at its next poll, which the store never does.
 #[tokio::test]
 async fn commits_on_one_instance_wake_the_others() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let here = app_store(&db, PgOptions::default()).await;
     let elsewhere = app_store(&db, PgOptions::default()).await;
     let mut notices = elsewhere.commit_notices();
@@ -587,10 +585,9 @@ fn postgres_uses_index(plan: &str, table: &str, column: &str) -> bool {
 
 #[tokio::test]
 async fn postgres_answers_every_hot_lookup_from_an_index() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     let tenants = flow_store::conformance::seed_for_plans(&store).await;
     store.close().await;
@@ -613,10 +610,9 @@ async fn postgres_answers_every_hot_lookup_from_an_index() {
 
 #[tokio::test]
 async fn a_deal_names_only_a_lead_of_its_own_tenant_in_sql_too() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     let (a, b) = two_tenants_with_leads(&store).await;
     let lead_of = |tenant: TenantId| {
@@ -671,10 +667,9 @@ async fn a_deal_names_only_a_lead_of_its_own_tenant_in_sql_too() {
 
 #[tokio::test]
 async fn one_tenant_cannot_hold_the_whole_pool() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(
         &db,
         PgOptions {
@@ -712,10 +707,9 @@ async fn one_tenant_cannot_hold_the_whole_pool() {
 
 #[tokio::test]
 async fn a_statement_ends_with_the_request_it_serves() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     let tenants = flow_store::conformance::seed_for_plans(&store).await;
     // A search no index serves, with a text far longer than the API lets through: slow
@@ -751,10 +745,9 @@ async fn a_statement_ends_with_the_request_it_serves() {
 
 #[tokio::test]
 async fn the_serving_role_has_only_what_serve_uses_and_the_platform_functions_check_arguments() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let store = app_store(&db, PgOptions::default()).await;
     let (a, _) = two_tenants_with_leads(&store).await;
     store.close().await;
@@ -836,10 +829,9 @@ async fn the_serving_role_has_only_what_serve_uses_and_the_platform_functions_ch
 
 #[tokio::test]
 async fn roles_not_held_to_row_level_security_are_named() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let reason = |url: String| async move {
         let store = PgStore::open(&url, &PgOptions::default()).await.unwrap();
         let reason = store.privileged_role().await.unwrap();
@@ -855,10 +847,9 @@ async fn roles_not_held_to_row_level_security_are_named() {
 
 #[tokio::test]
 async fn event_notices_name_no_tenant_and_forged_ones_are_dropped() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some(db) = migrated_database().await else {
         return;
     };
-    migrated(&db).await;
     let options = PgOptions {
         notice_key: flow_store_postgres::NoticeKey(b"a cluster's shared key".to_vec()),
         ..PgOptions::default()

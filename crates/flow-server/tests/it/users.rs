@@ -18,6 +18,11 @@ fn refresh_token(session: &Value) -> &str {
     session["refreshToken"].as_str().expect("refreshToken")
 }
 
+/// `POST /auth/invitations/accept`, which needs no credentials.
+async fn accept(app: &TestApp, body: Value) -> crate::helpers::Reply {
+    app.post("/auth/invitations/accept", "", body).await
+}
+
 async fn refresh(app: &TestApp, token: &str, tenant: Option<&str>) -> crate::helpers::Reply {
     let mut body = json!({ "refreshToken": token });
     if let Some(tenant) = tenant {
@@ -374,22 +379,19 @@ async fn admins_manage_members_and_api_keys_of_their_tenant() {
     let invite = app
         .invitation_token(&app.a.tenant, "cy@example.com", Role::User)
         .await;
-    app.post(
-        "/auth/invitations/accept",
-        "",
+    accept(
+        &app,
         json!({ "token": invite, "name": "Cy", "password": "short" }),
     )
     .await
     .expect_error(422, "validation_failed");
-    let joined = app
-        .post(
-            "/auth/invitations/accept",
-            "",
-            json!({ "token": invite, "name": "Cy", "password": "cy's long password" }),
-        )
-        .await
-        .expect(200)
-        .body;
+    let joined = accept(
+        &app,
+        json!({ "token": invite, "name": "Cy", "password": "cy's long password" }),
+    )
+    .await
+    .expect(200)
+    .body;
     assert_eq!(joined["tenant"]["id"], app.a.tenant.id.to_string());
     let member = app
         .bearer(Method::GET, "/users", token, None)
@@ -840,15 +842,13 @@ async fn nobody_grants_rights_they_do_not_hold() {
     let invite = app
         .invitation_token(&app.a.tenant, "u@example.com", Role::User)
         .await;
-    let added = app
-        .post(
-            "/auth/invitations/accept",
-            "",
-            json!({ "token": invite, "name": "U", "password": "long enough pw" }),
-        )
-        .await
-        .expect(200)
-        .body;
+    let added = accept(
+        &app,
+        json!({ "token": invite, "name": "U", "password": "long enough pw" }),
+    )
+    .await
+    .expect(200)
+    .body;
     let path = format!("/users/{}", added["user"]["id"].as_str().unwrap());
     app.patch(&path, &users_only, json!({ "role": "admin" }))
         .await
@@ -970,9 +970,8 @@ async fn an_invitation_answers_alike_for_any_email_and_joins_only_with_consent()
         .invitation_token(&app.a.tenant, "bo@example.com", Role::User)
         .await;
     // Whoever holds the token without Bo's password cannot accept for Bo.
-    app.post(
-        "/auth/invitations/accept",
-        "",
+    accept(
+        &app,
         json!({ "token": bo_token, "password": "not bo's password", "name": "Mallory" }),
     )
     .await
@@ -980,12 +979,7 @@ async fn an_invitation_answers_alike_for_any_email_and_joins_only_with_consent()
     let bo = app.sign_in("bo@example.com", &bo_password).await;
     assert_eq!(bo["tenants"].as_array().unwrap().len(), 1, "{bo}");
     // Bo accepts, and is signed in to A with the invited role.
-    let joined = app
-        .post(
-            "/auth/invitations/accept",
-            "",
-            json!({ "token": bo_token, "password": bo_password }),
-        )
+    let joined = accept(&app, json!({ "token": bo_token, "password": bo_password }))
         .await
         .expect(200)
         .body;
@@ -996,34 +990,27 @@ async fn an_invitation_answers_alike_for_any_email_and_joins_only_with_consent()
         "the account keeps its name"
     );
     // A token works once.
-    app.post(
-        "/auth/invitations/accept",
-        "",
-        json!({ "token": bo_token, "password": bo_password }),
-    )
-    .await
-    .expect_error(404, "not_found");
+    accept(&app, json!({ "token": bo_token, "password": bo_password }))
+        .await
+        .expect_error(404, "not_found");
 
     // A new person sets their own password; the admin's earlier token was replaced.
     let new_token = app
         .invitation_token(&app.a.tenant, "nobody@example.com", Role::Viewer)
         .await;
-    app.post(
-        "/auth/invitations/accept",
-        "",
+    accept(
+        &app,
         json!({ "token": new_token, "password": "a password of mine" }),
     )
     .await
     .expect_error(422, "validation_failed");
-    let newcomer = app
-        .post(
-            "/auth/invitations/accept",
-            "",
-            json!({ "token": new_token, "password": "a password of mine", "name": "Nob" }),
-        )
-        .await
-        .expect(200)
-        .body;
+    let newcomer = accept(
+        &app,
+        json!({ "token": new_token, "password": "a password of mine", "name": "Nob" }),
+    )
+    .await
+    .expect(200)
+    .body;
     assert_eq!(newcomer["role"], "viewer");
     app.sign_in("nobody@example.com", "a password of mine")
         .await;
