@@ -56,7 +56,9 @@ pub struct Config {
     pub ws_send_timeout_secs: u64,
     pub ws_max_sockets_per_key: usize,
     pub ws_max_sockets_per_tenant: usize,
+    pub ws_deliveries_per_sec_per_tenant: u32,
     pub event_retention_hours: u64,
+    pub runtime_threads: usize,
     pub worker_concurrency: u32,
     pub worker_batch: u32,
     pub worker_poll_ms: u64,
@@ -122,7 +124,9 @@ const SETTINGS: &[&str] = &[
     "ws_send_timeout_secs",
     "ws_max_sockets_per_key",
     "ws_max_sockets_per_tenant",
+    "ws_deliveries_per_sec_per_tenant",
     "event_retention_hours",
+    "runtime_threads",
     "worker_concurrency",
     "worker_batch",
     "worker_poll_ms",
@@ -301,12 +305,13 @@ impl Config {
         }
         if self.ws_max_sockets_per_key == 0
             || self.ws_max_sockets_per_tenant == 0
+            || self.ws_deliveries_per_sec_per_tenant == 0
             || self.voice_max_sessions_per_key == 0
             || self.voice_max_sessions_per_tenant == 0
             || self.voice_max_buffered_mib == 0
             || self.voice_utterance_timeout_secs == 0
         {
-            bail!("ws_max_sockets_per_*, voice_max_sessions_per_*, voice_max_buffered_mib and voice_utterance_timeout_secs must be positive");
+            bail!("ws_max_sockets_per_*, ws_deliveries_per_sec_per_tenant, voice_max_sessions_per_*, voice_max_buffered_mib and voice_utterance_timeout_secs must be positive");
         }
         if self.ws_send_timeout_secs == 0 || self.event_retention_hours == 0 {
             bail!("ws_send_timeout_secs and event_retention_hours must be positive");
@@ -388,6 +393,18 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("flow.db").display()))
     }
 
+    /// Threads of the async runtime: `runtime_threads`, or with 0 twice the cores and at
+    /// least 4, because the embedded database's statements run on these threads and a
+    /// thread inside one serves nothing else meanwhile.
+    pub fn runtime_threads(&self) -> usize {
+        match self.runtime_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(4, |cores| cores.get() * 2)
+                .max(4),
+            threads => threads,
+        }
+    }
+
     /// The database URL with its password replaced by `***`, for output and logs.
     pub fn database_url_redacted(&self) -> String {
         redact(&self.database_url())
@@ -450,6 +467,7 @@ impl fmt::Debug for Config {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("runtime_threads", &self.runtime_threads)
             .field("ws_buffer_events", &self.ws_buffer_events)
             .field("ws_heartbeat_secs", &self.ws_heartbeat_secs)
             .field("ws_idle_timeout_secs", &self.ws_idle_timeout_secs)
@@ -508,6 +526,10 @@ impl fmt::Debug for Config {
             )
             .field("ws_max_sockets_per_key", &self.ws_max_sockets_per_key)
             .field("ws_max_sockets_per_tenant", &self.ws_max_sockets_per_tenant)
+            .field(
+                "ws_deliveries_per_sec_per_tenant",
+                &self.ws_deliveries_per_sec_per_tenant,
+            )
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),

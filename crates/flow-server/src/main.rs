@@ -163,8 +163,7 @@ enum UserCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (port, host) = match &cli.command {
         Command::Serve(args) => (args.port, args.host),
@@ -180,8 +179,16 @@ async fn main() -> anyhow::Result<()> {
             log_format: cli.log_format,
         },
     )?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime_threads())
+        .enable_all()
+        .build()?
+        .block_on(run(cli.command, config))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
-    match cli.command {
+    match command {
         Command::Serve(args) => serve(config, args.demo).await,
         Command::Migrate => {
             open_store(&config).await?;

@@ -13,7 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::AuthState,
     config::Config,
-    gateway::{audio_budget::AudioBudget, hub::Hub, open_sockets::OpenSockets},
+    gateway::{
+        audio_budget::AudioBudget,
+        hub::{FanoutLimits, Hub},
+        open_sockets::OpenSockets,
+    },
     metrics::Metrics,
     ratelimit::RateLimiter,
 };
@@ -58,7 +62,10 @@ impl AppState {
         let secret: Arc<[u8]> = config.load_or_create_secret()?.into();
         let hub = Hub::new(
             store.clone(),
-            config.ws_buffer_events,
+            FanoutLimits {
+                buffer_events: config.ws_buffer_events,
+                deliveries_per_sec: config.ws_deliveries_per_sec_per_tenant,
+            },
             metrics.clone(),
             shutdown.clone(),
         );

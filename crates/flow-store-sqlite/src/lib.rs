@@ -25,7 +25,10 @@ use flow_store::{
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::broadcast;
 
-use crate::{pool::Pool, tenant::SqliteTenant};
+use crate::{
+    pool::{Checkpoints, Pool},
+    tenant::SqliteTenant,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -48,6 +51,10 @@ pub struct SqliteOptions {
     pub acquire_timeout: Duration,
     /// Test-only: record the plan of every list query here.
     pub plans_for_tests: Option<PlanLog>,
+    /// WAL pages past which the checkpointer restarts the WAL (4000 pages: 16 MiB).
+    pub wal_restart_frames: u32,
+    /// How often the checkpointer copies the WAL back into the database.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -56,6 +63,8 @@ impl Default for SqliteOptions {
             read_connections: 4,
             acquire_timeout: Duration::from_secs(5),
             plans_for_tests: None,
+            wal_restart_frames: 4000,
+            checkpoint_interval: Duration::from_millis(500),
         }
     }
 }
@@ -81,6 +90,10 @@ impl SqliteStore {
             &path,
             options.read_connections.max(1) as usize,
             options.acquire_timeout,
+            Checkpoints {
+                every: options.checkpoint_interval,
+                restart_frames: i64::from(options.wal_restart_frames.max(1)),
+            },
             notices.clone(),
         )?;
         Ok(Self {

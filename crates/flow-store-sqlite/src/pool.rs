@@ -29,6 +29,24 @@ const MAX_BATCH: usize = 128;
 /// holder was cancelled before it could.
 const FLUSH_FALLBACK: Duration = Duration::from_millis(2);
 
+/// When the checkpointer runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoints {
+    /// How often it copies the WAL back into the database.
+    pub every: Duration,
+    /// WAL pages past which it makes sure the WAL starts again from its beginning.
+    pub restart_frames: i64,
+}
+
+/// How long a WAL restart waits for readers still in the WAL, the writer held meanwhile.
+const RESTART_PATIENCE: Duration = Duration::from_millis(50);
+
+/// Frames left uncopied that the checkpointer copies with the writer held (1 MiB).
+const RESTART_RESIDUE: i64 = 256;
+
+/// Passive passes at most before taking the writer, however much is left.
+const CATCH_UP_PASSES: usize = 4;
+
 /// The writer connection and the batch it is building.
 pub struct WriterState {
     conn: Connection,
@@ -53,6 +71,8 @@ pub struct Pool {
     reader_slots: Arc<Semaphore>,
     acquire_timeout: Duration,
     closed: AtomicBool,
+    /// Dropping it stops the checkpointer thread.
+    checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
@@ -64,8 +84,7 @@ fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -16000;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 4000;",
+         PRAGMA temp_store = MEMORY;",
     )?;
     if read_only {
         conn.execute_batch("PRAGMA query_only = ON;")?;
@@ -119,6 +138,7 @@ impl Pool {
         path: &Path,
         readers: usize,
         acquire_timeout: Duration,
+        checkpoints: Checkpoints,
         notices: broadcast::Sender<CommitNotice>,
     ) -> StoreResult<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -130,22 +150,45 @@ impl Pool {
             .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))?;
         // The writer first: it creates the file and switches it to WAL.
         let writer = open_connection(path, false).map_err(map_err)?;
+        // Checkpoints run on their own thread (below), not inside the commit that happens
+        // to cross the threshold: copying the WAL back and fsyncing the database held the
+        // writer, and every tenant's writes queued behind it, for tens of milliseconds.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(map_err)?;
+
         let readers = (0..readers)
             .map(|_| open_connection(path, true))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(map_err)?;
+        let writer = Arc::new(tokio::sync::Mutex::new(WriterState {
+            conn: writer,
+            in_tx: false,
+            waiters: Vec::new(),
+        }));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let checkpointer = {
+            let (waiting, notices) = (waiting.clone(), notices.clone());
+            spawn_checkpointer(
+                open_connection(path, false).map_err(map_err)?,
+                checkpoints,
+                writer.clone(),
+                move |state| WriterGuard {
+                    state: Some(state),
+                    waiting: waiting.clone(),
+                    notices: notices.clone(),
+                },
+            )?
+        };
         Ok(Self {
-            writer: Arc::new(tokio::sync::Mutex::new(WriterState {
-                conn: writer,
-                in_tx: false,
-                waiters: Vec::new(),
-            })),
-            waiting: Arc::new(AtomicUsize::new(0)),
+            writer,
+            waiting,
             notices,
             reader_slots: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(Mutex::new(readers)),
             acquire_timeout,
             closed: AtomicBool::new(false),
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -206,12 +249,77 @@ impl Pool {
     /// Refuses new work; connections close as their holders finish.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.reader_slots.close();
         self.readers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
     }
+}
+
+/// Runs a checkpoint on `conn` as `checkpoints` says until the returned sender is dropped.
+///
+/// A PASSIVE checkpoint never waits for the writer or the readers: it copies what no
+/// reader still needs while writes go on. But the WAL only starts again from its beginning
+/// when a write begins with all of it copied, which under steady writes never happens on
+/// its own, and the file would grow without end. So once the WAL is past its restart
+/// size, the checkpointer also takes the writer for a moment between two
+/// batches, copies the little that was written since and waits for the readers still in
+/// the WAL to finish, and the next write restarts the WAL.
+fn spawn_checkpointer(
+    conn: Connection,
+    Checkpoints {
+        every,
+        restart_frames,
+    }: Checkpoints,
+    writer: Arc<tokio::sync::Mutex<WriterState>>,
+    guard: impl Fn(OwnedMutexGuard<WriterState>) -> WriterGuard + Send + 'static,
+) -> StoreResult<std::sync::mpsc::Sender<()>> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    // The restart waits for readers still reading the WAL (new ones read the database),
+    // with the writer held: only briefly, or it tries again next time.
+    conn.busy_timeout(RESTART_PATIENCE).map_err(map_err)?;
+    let checkpoint = move |mode: &str| -> rusqlite::Result<(i64, i64)> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get(1)?, row.get(2)?))
+        })
+    };
+    std::thread::Builder::new()
+        .name("flow-sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                let mut passive = checkpoint("PASSIVE");
+                // Copy without the writer until only a little is left: each pass copies
+                // what was written during the one before.
+                for _ in 0..CATCH_UP_PASSES {
+                    match passive {
+                        Ok((in_wal, copied))
+                            if in_wal >= restart_frames && in_wal - copied > RESTART_RESIDUE =>
+                        {
+                            passive = checkpoint("PASSIVE");
+                        }
+                        _ => break,
+                    }
+                }
+                match passive {
+                    Ok((in_wal, _)) if in_wal < restart_frames => {}
+                    Ok(_) => {
+                        let mut held = guard(writer.clone().blocking_lock_owned());
+                        held.flush();
+                        // Busy (a long read) is not an error: the next round tries again.
+                        let _ = checkpoint("RESTART");
+                    }
+                    Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retrying"),
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("starting the checkpointer: {e}")))?;
+    Ok(stop)
 }
 
 /// A pooled read-only connection.

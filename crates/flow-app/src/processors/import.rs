@@ -22,7 +22,7 @@ pub const KIND: &str = crate::jobs::JobKind::ImportLeads.as_str();
 
 /// Rows per transaction where all tenants' writes share one writer (the embedded
 /// backend): short enough that another tenant's write waits milliseconds behind one.
-const SHARED_WRITER_BATCH: usize = 25;
+const SHARED_WRITER_BATCH: usize = 10;
 
 /// Rows per transaction where writers run in parallel (PostgreSQL): fewer commits.
 const BATCH: usize = 100;

@@ -4,11 +4,19 @@
 //! Commit notices from the store only wake dispatchers; what is sent always comes from the
 //! log in sequence order, so a lost notice delays an event (until the next poll) but never
 //! loses or reorders one.
+//!
+//! Fan-out costs the process an event's size times the tenant's sockets, on the same
+//! threads that serve every tenant's requests: one tenant importing thousands of leads
+//! with hundreds of sockets open would spend the cores on its own deliveries. So each
+//! dispatcher spends from a budget of deliveries (events × sockets) per second, and when
+//! it is spent publishes later instead: its sockets get their events late, in order,
+//! and nothing is lost, since the log still has them. This is the quota Supabase
+//! Realtime and Pusher put on a tenant's messages per second.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::extract::ws::Utf8Bytes;
@@ -23,6 +31,18 @@ use crate::metrics::Metrics;
 /// How often a dispatcher reads its log even without a notice: picks up events written
 /// by other processes (the CLI, other instances) and any notice that was missed.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Events published in one broadcast burst at most: a socket writes a burst with one flush.
+const MAX_PUBLISH_BATCH: usize = 64;
+
+/// How the hub buffers and paces each tenant's fan-out.
+#[derive(Clone, Copy, Debug)]
+pub struct FanoutLimits {
+    /// Events buffered per tenant; a socket further behind is closed and resumes.
+    pub buffer_events: usize,
+    /// Deliveries (events × the tenant's sockets) a tenant's dispatcher makes per second.
+    pub deliveries_per_sec: u32,
+}
 
 /// One event, ready to send.
 #[derive(Debug)]
@@ -64,16 +84,16 @@ pub struct Hub {
 struct HubInner {
     store: Arc<dyn Store>,
     tenants: Mutex<HashMap<TenantId, TenantChannel>>,
-    capacity: usize,
+    limits: FanoutLimits,
     metrics: Metrics,
     shutdown: CancellationToken,
 }
 
 impl Hub {
-    /// A hub over `store`; `capacity` events are buffered per tenant.
+    /// A hub over `store`.
     pub fn new(
         store: Arc<dyn Store>,
-        capacity: usize,
+        limits: FanoutLimits,
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> Self {
@@ -81,7 +101,7 @@ impl Hub {
             inner: Arc::new(HubInner {
                 store,
                 tenants: Mutex::new(HashMap::new()),
-                capacity,
+                limits,
                 metrics,
                 shutdown,
             }),
@@ -105,11 +125,15 @@ impl Hub {
                 Ok(notice) => {
                     let tenants = self.lock();
                     if let Some(channel) = tenants.get(&notice.tenant_id) {
-                        channel
-                            .pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .extend(notice.events.iter().cloned());
+                        let mut pending = channel.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        if pending.len() >= self.inner.limits.buffer_events {
+                            // A dispatcher this far behind reads the log instead: its
+                            // notices must not grow without bound meanwhile.
+                            pending.clear();
+                        } else {
+                            pending.extend(notice.events.iter().cloned());
+                        }
+                        drop(pending);
                         channel.wake.notify_one();
                     }
                 }
@@ -147,7 +171,7 @@ impl Hub {
         if let Some(channel) = tenants.get(&tenant) {
             return Ok(channel.sender.subscribe());
         }
-        let (sender, receiver) = broadcast::channel(self.inner.capacity);
+        let (sender, receiver) = broadcast::channel(self.inner.limits.buffer_events);
         let channel = TenantChannel {
             sender: sender.clone(),
             wake: Arc::new(Notify::new()),
@@ -160,6 +184,7 @@ impl Hub {
             wake: channel.wake.clone(),
             pending: channel.pending.clone(),
             last,
+            budget: DeliveryBudget::new(self.inner.limits.deliveries_per_sec),
         };
         tenants.insert(tenant, channel);
         // Its first round reads the log from `last`, catching what was committed meanwhile.
@@ -180,6 +205,7 @@ struct Dispatcher {
     pending: Arc<Mutex<Vec<LoggedEvent>>>,
     /// The last sequence number broadcast.
     last: i64,
+    budget: DeliveryBudget,
 }
 
 impl Dispatcher {
@@ -199,34 +225,58 @@ impl Dispatcher {
         }
     }
 
-    /// Broadcasts every event after `last`: straight from the notices when they continue
-    /// the sequence, otherwise from the log.
+    /// Broadcasts every event after `last`, in bursts paced by the delivery budget:
+    /// straight from the notices when they continue the sequence, otherwise from the log.
     async fn dispatch(&mut self) -> Result<(), StoreError> {
-        let last = self.last;
-        let mut announced =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        announced.retain(|e| e.seq > last);
-        announced.sort_by_key(|e| e.seq);
-        let contiguous = announced
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.seq == last + 1 + i as i64);
-        if !announced.is_empty() && contiguous {
-            for event in &announced {
-                self.publish(event);
-            }
-            return Ok(());
-        }
-        let mut tx = self.hub.inner.store.read(self.tenant).await?;
         loop {
-            let batch = tx.list_events(self.last, 500).await?;
-            for event in &batch {
-                self.publish(event);
-            }
-            if batch.len() < 500 {
+            let sockets = self.sender.receiver_count();
+            // A burst small enough that paced bursts stay short, whatever the socket count.
+            let burst = (self.budget.burst() / sockets.max(1)).clamp(1, MAX_PUBLISH_BATCH);
+            let events = self.next_events(burst).await?;
+            if events.is_empty() {
                 return Ok(());
             }
+            let wait = self.budget.spend(events.len() * sockets, Instant::now());
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = self.hub.inner.shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            for event in &events {
+                self.publish(event);
+            }
         }
+    }
+
+    /// Up to `limit` events after `last`, in order.
+    async fn next_events(&mut self, limit: usize) -> Result<Vec<LoggedEvent>, StoreError> {
+        let last = self.last;
+        if let Some(announced) = self.announced_after(last, limit) {
+            return Ok(announced);
+        }
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        self.hub
+            .inner
+            .store
+            .read(self.tenant)
+            .await?
+            .list_events(last, limit)
+            .await
+    }
+
+    /// Up to `limit` notices that continue the sequence right after `last`, if any do.
+    fn announced_after(&self, last: i64, limit: usize) -> Option<Vec<LoggedEvent>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|e| e.seq > last);
+        pending.sort_by_key(|e| e.seq);
+        let contiguous = pending
+            .iter()
+            .take(limit)
+            .enumerate()
+            .take_while(|(i, e)| e.seq == last + 1 + *i as i64)
+            .count();
+        (contiguous > 0).then(|| pending.drain(..contiguous).collect())
     }
 
     fn publish(&mut self, logged: &LoggedEvent) {
@@ -260,5 +310,69 @@ impl Dispatcher {
         }
         tenants.remove(&self.tenant);
         true
+    }
+}
+
+/// A token bucket of deliveries that may go into debt: a burst is published at once and
+/// the next waits until the debt is paid back.
+struct DeliveryBudget {
+    per_sec: f64,
+    /// Tokens available; negative while a burst is being paid back.
+    tokens: f64,
+    updated: Instant,
+}
+
+impl DeliveryBudget {
+    /// Bursts are a tenth of a second's budget, so a paced tenant's deliveries are spread
+    /// evenly instead of arriving as one large burst a second.
+    const BURST_SECS: f64 = 0.1;
+
+    fn new(per_sec: u32) -> Self {
+        let per_sec = f64::from(per_sec.max(1));
+        Self {
+            per_sec,
+            tokens: per_sec * Self::BURST_SECS,
+            updated: Instant::now(),
+        }
+    }
+
+    /// Deliveries one burst may make.
+    fn burst(&self) -> usize {
+        (self.per_sec * Self::BURST_SECS) as usize
+    }
+
+    /// Spends `deliveries` and answers how long to wait before making them.
+    fn spend(&mut self, deliveries: usize, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.updated = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.per_sec * Self::BURST_SECS);
+        self.tokens -= deliveries as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_sec)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_lets_a_burst_through_and_paces_what_follows() {
+        let start = Instant::now();
+        let mut budget = DeliveryBudget::new(1_000);
+        assert_eq!(budget.burst(), 100);
+        assert_eq!(budget.spend(100, start), Duration::ZERO);
+        // Spent: the next 50 wait for 50 deliveries' worth of refill.
+        assert_eq!(budget.spend(50, start), Duration::from_millis(50));
+        // 50 ms later that debt is paid, and 10 more wait 10 ms.
+        let later = start + Duration::from_millis(50);
+        assert_eq!(budget.spend(10, later), Duration::from_millis(10));
+        // An idle second refills only one burst, not a second's worth.
+        let idle = later + Duration::from_secs(1);
+        assert_eq!(budget.spend(100, idle), Duration::ZERO);
+        assert!(budget.spend(1, idle) > Duration::ZERO);
     }
 }

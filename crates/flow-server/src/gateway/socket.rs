@@ -20,6 +20,9 @@ use crate::state::AppState;
 /// Frames replayed from the log per read while catching up.
 const REPLAY_BATCH: u32 = 500;
 
+/// Live frames written with one flush at most.
+const MAX_WRITE_BATCH: usize = 256;
+
 /// What the reader asks the writer to do.
 enum Control {
     Send(Utf8Bytes),
@@ -309,15 +312,15 @@ impl Writer {
                     }
                 }
                 frame = self.live.recv() => match frame {
-                    Ok(frame) if live_open => self.deliver(frame).await?,
+                    Ok(frame) if live_open => {
+                        let (frames, ended) = self.drain_live(frame);
+                        self.deliver(frames).await?;
+                        if let Some(ended) = ended {
+                            return self.live_ended(ended).await;
+                        }
+                    }
                     Ok(frame) => held_back = Some(frame.seq),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        self.state.metrics.ws_slow_consumer_dropped();
-                        return self.close(close_code::AGAIN, "too slow: reconnect and resume").await;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        return self.close(close_code::AWAY, "server shutting down").await;
-                    }
+                    Err(ended) => return self.live_ended(ended).await,
                 },
                 _ = heartbeat.tick() => {
                     // A store error (the database restarting) is not a revocation.
@@ -467,33 +470,104 @@ impl Writer {
                 self.last_sent = until;
                 return Ok(());
             }
+            let mut texts = Vec::with_capacity(batch.len());
             for logged in batch.iter().take_while(|e| e.seq <= until) {
                 let frame = EventFrame::new(logged);
                 self.last_sent = logged.seq;
                 if self.subscription.wants(&frame) {
-                    self.send(frame.text).await?;
+                    texts.push(frame.text);
                 }
             }
+            self.write_all(texts).await?;
         }
         Ok(())
     }
 
-    async fn deliver(&mut self, frame: Arc<EventFrame>) -> Result<(), Stop> {
-        if frame.seq <= self.last_sent {
-            return Ok(()); // already sent while catching up
+    /// `first` and whatever else the broadcast already holds (up to a bound), so that a
+    /// burst of events (an import's chunk) costs this socket one write, not one per event.
+    fn drain_live(
+        &mut self,
+        first: Arc<EventFrame>,
+    ) -> (Vec<Arc<EventFrame>>, Option<broadcast::error::RecvError>) {
+        let mut frames = vec![first];
+        while frames.len() < MAX_WRITE_BATCH {
+            match self.live.try_recv() {
+                Ok(frame) => frames.push(frame),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    return (frames, Some(broadcast::error::RecvError::Lagged(n)))
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    return (frames, Some(broadcast::error::RecvError::Closed))
+                }
+            }
         }
-        if frame.seq > self.last_sent + 1 {
-            // Something between was published before this socket listened: fetch it.
-            self.catch_up(frame.seq - 1).await?;
+        (frames, None)
+    }
+
+    async fn live_ended(&mut self, ended: broadcast::error::RecvError) -> Result<(), Stop> {
+        match ended {
+            broadcast::error::RecvError::Lagged(_) => {
+                self.state.metrics.ws_slow_consumer_dropped();
+                self.close(close_code::AGAIN, "too slow: reconnect and resume")
+                    .await
+            }
+            broadcast::error::RecvError::Closed => {
+                self.close(close_code::AWAY, "server shutting down").await
+            }
         }
-        self.last_sent = frame.seq;
-        if !self.subscription.wants(&frame) {
+    }
+
+    /// Sends the live frames this socket wants, in order, filling any gap from the log.
+    async fn deliver(&mut self, frames: Vec<Arc<EventFrame>>) -> Result<(), Stop> {
+        let mut wanted: Vec<Arc<EventFrame>> = Vec::with_capacity(frames.len());
+        for frame in frames {
+            if frame.seq <= self.last_sent {
+                continue; // already sent while catching up
+            }
+            if frame.seq > self.last_sent + 1 {
+                // Something between was published before this socket listened: what is
+                // queued goes first, then the gap from the log.
+                self.write_all(wanted.iter().map(|f| f.text.clone()).collect())
+                    .await?;
+                self.delivered(&wanted);
+                wanted.clear();
+                self.catch_up(frame.seq - 1).await?;
+            }
+            self.last_sent = frame.seq;
+            if self.subscription.wants(&frame) {
+                wanted.push(frame);
+            }
+        }
+        self.write_all(wanted.iter().map(|f| f.text.clone()).collect())
+            .await?;
+        self.delivered(&wanted);
+        Ok(())
+    }
+
+    fn delivered(&self, frames: &[Arc<EventFrame>]) {
+        let now = Utc::now();
+        for frame in frames {
+            let latency = (now - frame.timestamp).to_std().unwrap_or_default();
+            self.state.metrics.ws_delivered(latency);
+        }
+    }
+
+    /// Writes the frames with one flush at the end, under one send timeout.
+    async fn write_all(&mut self, texts: Vec<Utf8Bytes>) -> Result<(), Stop> {
+        if texts.is_empty() {
             return Ok(());
         }
-        self.send(frame.text.clone()).await?;
-        let latency = (Utc::now() - frame.timestamp).to_std().unwrap_or_default();
-        self.state.metrics.ws_delivered(latency);
-        Ok(())
+        let timeout = Duration::from_secs(self.state.config.ws_send_timeout_secs);
+        let sink = &mut self.sink;
+        let written = tokio::time::timeout(timeout, async move {
+            for text in texts {
+                sink.feed(Message::Text(text)).await?;
+            }
+            sink.flush().await
+        })
+        .await;
+        self.sent_within(written)
     }
 
     async fn send(&mut self, text: Utf8Bytes) -> Result<(), Stop> {
@@ -502,7 +576,15 @@ impl Writer {
 
     async fn send_message(&mut self, message: Message) -> Result<(), Stop> {
         let timeout = Duration::from_secs(self.state.config.ws_send_timeout_secs);
-        match tokio::time::timeout(timeout, self.sink.send(message)).await {
+        let sent = tokio::time::timeout(timeout, self.sink.send(message)).await;
+        self.sent_within(sent)
+    }
+
+    fn sent_within<E>(
+        &self,
+        sent: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    ) -> Result<(), Stop> {
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop),
             Err(_) => {

@@ -1129,3 +1129,43 @@ async fn a_socket_carries_only_the_events_its_grants_let_it_read() {
         assert_ne!(frame["type"], "event", "{frame}");
     }
 }
+
+#[tokio::test]
+async fn a_tenants_fanout_is_paced_by_its_delivery_budget_and_loses_nothing() {
+    // 20 deliveries a second: two sockets take one event each 100 ms.
+    let app = spawn_app_with(|c| c.ws_deliveries_per_sec_per_tenant = 20).await;
+    let mut first = connect(&app, &app.a.key, None).await;
+    let mut second = connect(&app, &app.a.key, None).await;
+    let mut other_tenant = connect(&app, &app.b.key, None).await;
+    // Past the live-delivery grace after the welcome.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = first.welcome["seq"].as_i64().unwrap();
+
+    let began = tokio::time::Instant::now();
+    // Each lead makes two events (its contact's and its own): 20 events, 40 deliveries.
+    for i in 0..10 {
+        app.create_lead(&app.a.key, &format!("Paced{i}"), None)
+            .await;
+    }
+    app.create_lead(&app.b.key, "Unpaced", None).await;
+    // Tenant B's budget is its own: its events do not wait behind A's.
+    let b_events = other_tenant.events(2).await;
+    assert_eq!(types(&b_events), ["CONTACT_CREATED", "LEAD_CREATED"]);
+    let b_arrived = began.elapsed();
+
+    for socket in [&mut first, &mut second] {
+        let events = socket.events(20).await;
+        let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (start + 1..=start + 20).collect::<Vec<_>>());
+    }
+    let a_done = began.elapsed();
+    // 40 deliveries at 20 a second, less the first burst's 2: at least 1.9 s.
+    assert!(
+        a_done >= Duration::from_millis(1_800),
+        "A's 40 deliveries took only {a_done:?}: not paced"
+    );
+    assert!(
+        b_arrived < a_done,
+        "B's event ({b_arrived:?}) waited for A's fan-out ({a_done:?})"
+    );
+}
