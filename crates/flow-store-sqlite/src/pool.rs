@@ -385,6 +385,11 @@ impl WriterGuard {
         self.state.as_mut().expect("present until finished")
     }
 
+    /// Other units are queued for the writer.
+    pub fn others_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+
     /// Starts a unit of work: a savepoint in the (possibly shared) outer transaction.
     pub fn begin_unit(&mut self) -> StoreResult<()> {
         let state = self.state();

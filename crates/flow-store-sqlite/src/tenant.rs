@@ -1054,4 +1054,8 @@ impl TenantTx for SqliteTenant {
             Conn::Done => Ok(()),
         }
     }
+
+    fn writer_wanted(&self) -> bool {
+        matches!(&self.conn, Conn::Write(writer) if writer.others_waiting())
+    }
 }

@@ -149,3 +149,45 @@ async fn the_wal_stays_bounded_under_steady_writes_and_reads() {
         "the WAL is {wal} bytes after {commits} commits: it was not restarted"
     );
 }
+
+/// Bulk work (an import) ends its transaction early when another write queues for the
+/// single writer: the transaction has to be able to tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_knows_when_another_write_waits_for_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flow.db").display());
+    let store = Arc::new(
+        SqliteStore::open(&url, &SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("T", "t").await.unwrap().id;
+
+    let mut bulk = store.begin(tenant).await.unwrap();
+    bulk.insert_lead(&lead(tenant, "Bulk".into()))
+        .await
+        .unwrap();
+    assert!(!bulk.writer_wanted(), "nobody is waiting yet");
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin(tenant).await.unwrap();
+            tx.insert_lead(&lead(tenant, "Queued".into()))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    let mut noticed = false;
+    for _ in 0..200 {
+        if bulk.writer_wanted() {
+            noticed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(noticed, "the queued write was never noticed");
+    bulk.commit().await.unwrap();
+    waiting.await.unwrap();
+}

@@ -356,6 +356,12 @@ pub trait TenantTx: TenantRead {
 
     /// Makes every write of this transaction durable and visible.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    /// Another transaction is waiting for this one to end, because all writes share one
+    /// writer (the embedded backend): bulk work should commit what it has and let it in.
+    fn writer_wanted(&self) -> bool {
+        false
+    }
 }
 
 /// One attempt's outcome, for [`Store::settle_jobs`].

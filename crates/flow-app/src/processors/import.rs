@@ -173,31 +173,30 @@ impl Processor for ImportLeads {
             .progress
             .clone()
             .and_then(|progress| serde_json::from_value::<Tally>(progress).ok())
-            .filter(|done| {
-                done.total == payload.rows.len()
-                    && (done.processed.is_multiple_of(batch) || done.processed == done.total)
-            })
+            .filter(|done| done.total == payload.rows.len() && done.processed <= done.total)
             .unwrap_or(Tally {
                 total: payload.rows.len(),
                 ..Tally::default()
             });
-        let resume_at = tally.processed.div_ceil(batch);
         // One transaction per chunk: its rows, the progress and the progress event commit
         // together, so a crash loses at most the chunk under way and the retry's email
         // check skips what was committed. Each commit is also where the import yields: on
-        // SQLite the writer is a first-come, first-served lock, so another tenant's write
-        // that queued during a chunk goes before the next chunk, and the import then rests
-        // (below). A chunk's hold is bounded whatever the tenant's size, because every
-        // lookup in it is indexed (the storage crates' query-plan tests keep it so).
-        for (chunk_index, chunk) in payload.rows.chunks(batch).enumerate().skip(resume_at) {
+        // SQLite the writer is a first-come, first-served lock, and a chunk ends early as
+        // soon as another write queues for it, so that write waits for one row, not ten;
+        // the import then rests (below). A row's hold is bounded whatever the tenant's
+        // size, because every lookup in it is indexed (the storage crates' query-plan
+        // tests keep it so).
+        while tally.processed < tally.total {
             let chunk_started = std::time::Instant::now();
+            let processed_before = tally.processed;
+            let chunk_end = (tally.processed + batch).min(tally.total);
             let mut work = Work::begin(&**store, &caller)
                 .await
                 .map_err(|e| JobError::Retryable(e.message))?;
-            for (offset, entry) in chunk.iter().enumerate() {
+            while tally.processed < chunk_end {
                 // Row numbers as a person counts them in the file (1 = the first data row).
-                let row_number = chunk_index * batch + offset + 1;
-                match import_row(&mut work, entry).await {
+                let row_number = tally.processed + 1;
+                match import_row(&mut work, &payload.rows[tally.processed]).await {
                     Ok(RowOutcome::Created) => tally.created += 1,
                     Ok(RowOutcome::Duplicate) => tally.duplicates += 1,
                     Err(RowError::Invalid(code, message)) => {
@@ -211,6 +210,9 @@ impl Processor for ImportLeads {
                     Err(RowError::Retry(message)) => return Err(JobError::Retryable(message)),
                 }
                 tally.processed += 1;
+                if work.tx().writer_wanted() {
+                    break;
+                }
             }
             let progress = json!({
                 "total": tally.total, "processed": tally.processed, "created": tally.created,
@@ -237,9 +239,7 @@ impl Processor for ImportLeads {
             let event_type = if done {
                 Some(EventType::JobCompleted)
             } else {
-                tally
-                    .processed
-                    .is_multiple_of(PROGRESS_EVERY)
+                (tally.processed / PROGRESS_EVERY > processed_before / PROGRESS_EVERY)
                     .then_some(EventType::JobProgress)
             };
             if let Some(event_type) = event_type {
