@@ -74,22 +74,17 @@ if [[ ,${SERVERS:-flow}, == *,flow,* ]]; then
         (cd "$src" && CARGO_TARGET_DIR="$target" cargo build --release -p flow-server)
         FLOW_BIN="$target/release/flow"
         FLOW_BIN_DESC="release build of a clean export of $rev (FLOW_REF=$FLOW_REF), built by run.sh"
+        [[ -x $FLOW_BIN ]] || die "no flow binary at $FLOW_BIN"
         COMMIT=$rev
         # The harness itself is read from the working tree.
         if ! git -C "$ROOT" diff --quiet HEAD -- bench/fanout 2>/dev/null; then
             COMMIT+=" (bench/fanout with uncommitted changes)"
         fi
-    elif [[ -z ${FLOW_BIN:-} ]]; then
-        log "building flow (release)"
-        (cd "$ROOT" && cargo build --release -p flow-server)
-        target=${CARGO_TARGET_DIR:-target}
-        [[ $target == /* ]] || target="$ROOT/$target"
-        FLOW_BIN="$target/release/flow"
-        FLOW_BIN_DESC="target/release/flow, built by run.sh"
     else
-        FLOW_BIN_DESC="$FLOW_BIN (given as FLOW_BIN)"
+        # shellcheck source=bench/flow-binary.sh
+        source "$ROOT/bench/flow-binary.sh"
+        flow_binary
     fi
-    [[ -x $FLOW_BIN ]] || die "no flow binary at $FLOW_BIN"
     export FLOW_BIN FLOW_BIN_DESC
 fi
 

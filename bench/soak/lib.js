@@ -4,6 +4,8 @@
 
 const fs = require('fs');
 const http = require('http');
+// Process and machine readings shared with the fan-out benchmark (no dependencies).
+const { procTicks, loadavg } = require('../fanout/lib');
 
 const hrUs = () => Number(process.hrtime.bigint() / 1000n);
 
@@ -187,27 +189,12 @@ function procIo(pid) {
   }
 }
 
-// utime + stime of a process, in clock ticks; null if it is gone.
-function procTicks(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return null;
-  }
-}
-
 // Machine-wide busy and total ticks from /proc/stat (the first eight fields: guest time is
 // already inside user).
 function machineTicks() {
   const v = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
   const total = v.reduce((a, b) => a + b, 0);
   return { busy: total - v[3] - (v[4] || 0), total };
-}
-
-function loadavg() {
-  return fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
 
 // --- formatting ----------------------------------------------------------------------

@@ -72,17 +72,9 @@ if [[ $COMMIT != unknown ]] && ! git -C "$ROOT" diff --quiet HEAD -- . ':(exclud
 fi
 export COMMIT
 
-if [[ -z ${FLOW_BIN:-} ]]; then
-    log "building flow (release)"
-    (cd "$ROOT" && cargo build --release -p flow-server)
-    target=${CARGO_TARGET_DIR:-target}
-    [[ $target == /* ]] || target="$ROOT/$target"
-    FLOW_BIN="$target/release/flow"
-    FLOW_BIN_DESC="target/release/flow, built by run.sh"
-else
-    FLOW_BIN_DESC="$FLOW_BIN (given as FLOW_BIN)"
-fi
-[[ -x $FLOW_BIN ]] || die "no flow binary at $FLOW_BIN"
+# shellcheck source=bench/flow-binary.sh
+source "$ROOT/bench/flow-binary.sh"
+flow_binary
 # Flow reads every FLOW_* environment variable as a setting and rejects unknown ones:
 # keep FLOW_BIN a shell variable only.
 export -n FLOW_BIN

@@ -173,11 +173,7 @@ impl Pool {
                 open_connection(path, false).map_err(map_err)?,
                 checkpoints,
                 writer.clone(),
-                move |state| WriterGuard {
-                    state: Some(state),
-                    waiting: waiting.clone(),
-                    notices: notices.clone(),
-                },
+                move |state| WriterGuard::holding(state, &waiting, &notices),
             )?
         };
         Ok(Self {
@@ -208,11 +204,7 @@ impl Pool {
             .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?;
         drop(queued);
         self.check_open()?;
-        Ok(WriterGuard {
-            state: Some(guard),
-            waiting: self.waiting.clone(),
-            notices: self.notices.clone(),
-        })
+        Ok(WriterGuard::holding(guard, &self.waiting, &self.notices))
     }
 
     /// The writer for a one-off statement outside any unit of work: the open batch is
@@ -381,6 +373,18 @@ impl Deref for WriterGuard {
 }
 
 impl WriterGuard {
+    fn holding(
+        state: OwnedMutexGuard<WriterState>,
+        waiting: &Arc<AtomicUsize>,
+        notices: &broadcast::Sender<CommitNotice>,
+    ) -> Self {
+        Self {
+            state: Some(state),
+            waiting: waiting.clone(),
+            notices: notices.clone(),
+        }
+    }
+
     fn state(&mut self) -> &mut WriterState {
         self.state.as_mut().expect("present until finished")
     }
@@ -455,11 +459,7 @@ impl WriterGuard {
     }
 
     fn guard(&self, state: OwnedMutexGuard<WriterState>) -> WriterGuard {
-        WriterGuard {
-            state: Some(state),
-            waiting: self.waiting.clone(),
-            notices: self.notices.clone(),
-        }
+        WriterGuard::holding(state, &self.waiting, &self.notices)
     }
 
     /// Commits the open batch, if any, and tells every unit in it how that went.

@@ -28,17 +28,20 @@ fn lead(tenant: TenantId, name: String) -> Lead {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_units_commit_or_roll_back_independently() {
+/// A migrated store in a temporary directory (kept while the first value lives), with a
+/// tenant.
+async fn migrated_store(options: SqliteOptions) -> (tempfile::TempDir, Arc<SqliteStore>, TenantId) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("flow.db").display());
-    let store = Arc::new(
-        SqliteStore::open(&url, &SqliteOptions::default())
-            .await
-            .unwrap(),
-    );
+    let store = Arc::new(SqliteStore::open(&url, &options).await.unwrap());
     store.migrate().await.unwrap();
     let tenant = store.create_tenant("T", "t").await.unwrap().id;
+    (dir, store, tenant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_units_commit_or_roll_back_independently() {
+    let (_dir, store, tenant) = migrated_store(SqliteOptions::default()).await;
 
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -86,16 +89,12 @@ async fn concurrent_units_commit_or_roll_back_independently() {
 /// in a one-minute import) until the checkpointer learned to restart it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_under_steady_writes_and_reads() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions {
+    let (dir, store, tenant) = migrated_store(SqliteOptions {
         wal_restart_frames: 64,
         checkpoint_interval: std::time::Duration::from_millis(20),
         ..SqliteOptions::default()
-    };
-    let url = format!("sqlite://{}", dir.path().join("flow.db").display());
-    let store = Arc::new(SqliteStore::open(&url, &options).await.unwrap());
-    store.migrate().await.unwrap();
-    let tenant = store.create_tenant("T", "t").await.unwrap().id;
+    })
+    .await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..3)
@@ -154,15 +153,7 @@ async fn the_wal_stays_bounded_under_steady_writes_and_reads() {
 /// single writer: the transaction has to be able to tell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_knows_when_another_write_waits_for_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("flow.db").display());
-    let store = Arc::new(
-        SqliteStore::open(&url, &SqliteOptions::default())
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
-    let tenant = store.create_tenant("T", "t").await.unwrap().id;
+    let (_dir, store, tenant) = migrated_store(SqliteOptions::default()).await;
 
     let mut bulk = store.begin(tenant).await.unwrap();
     bulk.insert_lead(&lead(tenant, "Bulk".into()))
